@@ -1,0 +1,45 @@
+// Package firewall is the interface between tenantnet and a packet filter:
+// the whole set of tenants on the host goes in, the backend makes the host's
+// tenantnet rules exactly that. Backends: iptables (iptables-restore) and
+// nftables (netlink, no processes).
+package firewall
+
+import (
+	"fmt"
+
+	"github.com/tenantnet/tenantnet/pkg/firewall/iptables"
+	"github.com/tenantnet/tenantnet/pkg/tenant"
+)
+
+// Backend is one packet filter implementation.
+type Backend interface {
+	// Name says which backend runs, for CHECK, STATUS and logs.
+	Name() string
+	// Apply makes tenantnet's rules those of exactly these tenants (none:
+	// remove every trace of tenantnet), atomically where the backend can.
+	Apply(all []tenant.Spec) error
+	// Present is a cheap check that t's rules are installed.
+	Present(t tenant.Spec) (bool, error)
+	// Check verifies t's rules in detail and names what is missing.
+	Check(all []tenant.Spec, t tenant.Spec) error
+	// Ready reports why the backend cannot work on this host, if it cannot.
+	Ready() error
+}
+
+// New returns the backend called name: "iptables" or "nftables"; "auto"
+// must have been resolved by the caller with Resolve.
+func New(name string) (Backend, error) {
+	switch name {
+	case "iptables":
+		return iptables.New(), nil
+	}
+	return nil, fmt.Errorf("firewall backend %q is not available", name)
+}
+
+// Resolve picks the backend for "auto".
+func Resolve(name string) string {
+	if name == "auto" || name == "" {
+		return "iptables"
+	}
+	return name
+}

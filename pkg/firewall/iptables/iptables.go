@@ -1,0 +1,208 @@
+package iptables
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"slices"
+	"strings"
+	"sync"
+
+	goipt "github.com/coreos/go-iptables/iptables"
+
+	"github.com/tenantnet/tenantnet/pkg/tenant"
+)
+
+// Backend applies tenantnet's rules with iptables and ip6tables.
+type Backend struct {
+	v4, v6 family
+}
+
+type family struct {
+	v6   bool
+	once sync.Once
+	ipt  *goipt.IPTables
+	err  error
+}
+
+// New returns the backend; it runs nothing until it is used.
+func New() *Backend {
+	return &Backend{v6: family{v6: true}}
+}
+
+func (f *family) get() (*goipt.IPTables, error) {
+	f.once.Do(func() {
+		proto := goipt.ProtocolIPv4
+		if f.v6 {
+			proto = goipt.ProtocolIPv6
+		}
+		f.ipt, f.err = goipt.NewWithProtocol(proto)
+		if f.err != nil {
+			f.err = fmt.Errorf("%s: %w (install the iptables package)", f.cmd(), f.err)
+		}
+	})
+	return f.ipt, f.err
+}
+
+func (f *family) cmd() string {
+	if f.v6 {
+		return "ip6tables"
+	}
+	return "iptables"
+}
+
+// Name says which iptables this is, so CHECK and STATUS show the backend in use.
+func (b *Backend) Name() string {
+	out, err := exec.Command("iptables", "--version").Output()
+	switch {
+	case err != nil:
+		return "iptables (unavailable)"
+	case bytes.Contains(out, []byte("nf_tables")):
+		return "iptables (nf_tables)"
+	}
+	return "iptables (legacy)"
+}
+
+// Ready reports whether iptables works here.
+func (b *Backend) Ready() error {
+	_, err := b.v4.get()
+	return err
+}
+
+func needsV6(ts []tenant.Spec) bool {
+	for _, t := range ts {
+		for _, s := range t.Subnets {
+			if !s.Addr().Is4() {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// Apply makes tenantnet's rules exactly those of ts, in both families.
+// IPv6 isolation is applied whenever ip6tables works, even for IPv4-only
+// tenants: a host that forwards IPv6 for other reasons must not become a
+// path between tenants. It is only an error when a tenant has IPv6.
+func (b *Backend) Apply(ts []tenant.Spec) error {
+	if err := b.v4.apply(ts); err != nil {
+		return err
+	}
+	if err := b.v6.apply(ts); err != nil {
+		if needsV6(ts) {
+			return err
+		}
+		fmt.Fprintf(os.Stderr, "tenantnet: IPv6 isolation rules not applied: %v\n", err)
+	}
+	return nil
+}
+
+func (f *family) apply(ts []tenant.Spec) error {
+	ipt, err := f.get()
+	if err != nil {
+		return err
+	}
+	if len(ts) == 0 {
+		for _, j := range jumps {
+			if ok, _ := ipt.ChainExists(j.table, j.target); !ok {
+				continue
+			}
+			if err := ipt.DeleteIfExists(j.table, j.chain, j.spec()...); err != nil {
+				return fmt.Errorf("%s: remove jump %s -> %s: %w", f.cmd(), j.chain, j.target, err)
+			}
+		}
+		return f.restore(teardown())
+	}
+	if err := f.restore(render(ts, f.v6)); err != nil {
+		return err
+	}
+	for _, j := range jumps {
+		ok, err := ipt.Exists(j.table, j.chain, j.spec()...)
+		if err != nil {
+			return fmt.Errorf("%s: check jump %s -> %s: %w", f.cmd(), j.chain, j.target, err)
+		}
+		if !ok {
+			if err := ipt.Insert(j.table, j.chain, 1, j.spec()...); err != nil {
+				return fmt.Errorf("%s: insert jump %s -> %s: %w", f.cmd(), j.chain, j.target, err)
+			}
+		}
+	}
+	return nil
+}
+
+func (f *family) restore(tables []table) error {
+	cmd := exec.Command(f.cmd()+"-restore", "-w", "--noflush")
+	in := restoreInput(tables)
+	cmd.Stdin = strings.NewReader(in)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	if err := cmd.Run(); err != nil {
+		var ee *exec.ExitError
+		if errors.As(err, &ee) {
+			return fmt.Errorf("%s-restore failed: %s\ninput was:\n%s", f.cmd(), strings.TrimSpace(stderr.String()), in)
+		}
+		return fmt.Errorf("%s-restore: %w (install the iptables package)", f.cmd(), err)
+	}
+	return nil
+}
+
+func (b *Backend) familyFor(t tenant.Spec) *family {
+	if len(t.Subnets) > 0 && !t.Subnets[0].Addr().Is4() {
+		return &b.v6
+	}
+	return &b.v4
+}
+
+// Present is the cheap check on ADD's fast path: the jump into tenantnet's
+// FORWARD chain and the tenant's first rule are there (a firewall reload that
+// flushed them makes ADD rebuild the rules).
+func (b *Backend) Present(t tenant.Spec) (bool, error) {
+	f := b.familyFor(t)
+	ipt, err := f.get()
+	if err != nil {
+		return false, err
+	}
+	j := jumps[0]
+	if ok, err := ipt.Exists(j.table, j.chain, j.spec()...); err != nil || !ok {
+		return false, nil
+	}
+	ok, err := ipt.Exists("filter", chainForward, args([]string{"-i", t.Bridge, "-o", t.Bridge}, tag(t.Bridge), []string{"-j", "ACCEPT"})...)
+	if err != nil {
+		return false, nil
+	}
+	return ok, nil
+}
+
+// Check verifies that every rule of t, and the jumps, are installed.
+func (b *Backend) Check(all []tenant.Spec, t tenant.Spec) error {
+	for _, f := range []*family{&b.v4, &b.v6} {
+		if f.v6 && !needsV6([]tenant.Spec{t}) {
+			if _, err := f.get(); err != nil {
+				continue
+			}
+		}
+		ipt, err := f.get()
+		if err != nil {
+			return err
+		}
+		for _, j := range jumps {
+			if ok, err := ipt.Exists(j.table, j.chain, j.spec()...); err != nil || !ok {
+				return fmt.Errorf("%s: the jump from %s %s to %s is missing", f.cmd(), j.table, j.chain, j.target)
+			}
+		}
+		want := "tenantnet:" + t.Bridge
+		for _, tb := range render(all, f.v6) {
+			for _, r := range tb.rules {
+				if !slices.Contains(r.args, want) {
+					continue
+				}
+				if ok, err := ipt.Exists(tb.name, r.chain, r.args...); err != nil || !ok {
+					return fmt.Errorf("%s: rule missing in %s %s: %s", f.cmd(), tb.name, r.chain, strings.Join(r.args, " "))
+				}
+			}
+		}
+	}
+	return nil
+}

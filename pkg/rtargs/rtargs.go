@@ -1,0 +1,159 @@
+// Package rtargs reads what a runtime asks for one attachment: static
+// addresses and a MAC address. Runtimes say it in three ways: CNI_ARGS
+// (podman's IP= and MAC=), "args": {"cni": {...}} in the config, and the
+// "ips" / "mac" capabilities in "runtimeConfig" (containerd, cnitool CAP_ARGS).
+package rtargs
+
+import (
+	"encoding/json"
+	"net"
+	"net/netip"
+	"strings"
+
+	"github.com/tenantnet/tenantnet/pkg/cnierr"
+)
+
+// Requests is what the runtime asked for.
+type Requests struct {
+	IPs []IP
+	MAC net.HardwareAddr
+}
+
+// IP is one requested address. Bits is the prefix length the runtime gave
+// ("10.1.1.5/24" from the ips capability), or -1 when it gave none.
+type IP struct {
+	Addr netip.Addr
+	Bits int
+}
+
+type stdin struct {
+	Args *struct {
+		CNI *struct {
+			IPs []string `json:"ips"`
+			MAC string   `json:"mac"`
+		} `json:"cni"`
+	} `json:"args"`
+	RuntimeConfig *struct {
+		IPs []string `json:"ips"`
+		MAC string   `json:"mac"`
+	} `json:"runtimeConfig"`
+}
+
+// knownArgs are CNI_ARGS keys runtimes send that we accept without
+// IgnoreUnknown.
+var knownArgs = map[string]bool{
+	"IP": true, "MAC": true, "IgnoreUnknown": true,
+	"K8S_POD_NAMESPACE": true, "K8S_POD_NAME": true, "K8S_POD_INFRA_CONTAINER_ID": true, "K8S_POD_UID": true,
+}
+
+// Parse reads requests from the network config and CNI_ARGS. When several
+// sources name addresses, runtimeConfig wins over args, and args over
+// CNI_ARGS, as in the reference plugins.
+func Parse(config []byte, cniArgs string) (*Requests, error) {
+	var in stdin
+	if err := json.Unmarshal(config, &in); err != nil {
+		return nil, cnierr.Decode("runtime arguments: %v", err)
+	}
+	kv, err := parseCNIArgs(cniArgs)
+	if err != nil {
+		return nil, err
+	}
+	r := &Requests{}
+
+	var ips []string
+	var ipsFrom string
+	macStr, macFrom := kv["MAC"], "CNI_ARGS MAC"
+	if v := kv["IP"]; v != "" {
+		ips, ipsFrom = strings.Split(v, ","), "CNI_ARGS IP"
+	}
+	if in.Args != nil && in.Args.CNI != nil {
+		if len(in.Args.CNI.IPs) > 0 {
+			ips, ipsFrom = in.Args.CNI.IPs, "args.cni.ips"
+		}
+		if in.Args.CNI.MAC != "" {
+			macStr, macFrom = in.Args.CNI.MAC, "args.cni.mac"
+		}
+	}
+	if rc := in.RuntimeConfig; rc != nil {
+		if len(rc.IPs) > 0 {
+			ips, ipsFrom = rc.IPs, "runtimeConfig.ips"
+		}
+		if rc.MAC != "" {
+			macStr, macFrom = rc.MAC, "runtimeConfig.mac"
+		}
+	}
+	for _, s := range ips {
+		s = strings.TrimSpace(s)
+		if s == "" {
+			continue
+		}
+		req := IP{Bits: -1}
+		if a, err := netip.ParseAddr(s); err == nil {
+			req.Addr = a
+		} else if p, err := netip.ParsePrefix(s); err == nil {
+			req.Addr, req.Bits = p.Addr(), p.Bits()
+		} else {
+			return nil, cnierr.Config(ipsFrom, "%q is not an IP address", s)
+		}
+		if req.Addr.Zone() != "" || req.Addr.Is4In6() {
+			return nil, cnierr.Config(ipsFrom, "%q: use a plain IPv4 or IPv6 address", s)
+		}
+		for _, prev := range r.IPs {
+			if prev.Addr.Is4() == req.Addr.Is4() {
+				return nil, cnierr.Config(ipsFrom, "%s and %s: request at most one address per family", prev.Addr, req.Addr)
+			}
+		}
+		r.IPs = append(r.IPs, req)
+	}
+	if macStr != "" {
+		mac, err := net.ParseMAC(macStr)
+		if err != nil || len(mac) != 6 {
+			return nil, cnierr.Config(macFrom, "%q is not an Ethernet MAC address such as \"02:42:ac:11:00:02\"", macStr)
+		}
+		if mac[0]&1 == 1 {
+			return nil, cnierr.Config(macFrom, "%s is a multicast address; use a unicast one (first octet even)", mac)
+		}
+		if allZero(mac) {
+			return nil, cnierr.Config(macFrom, "00:00:00:00:00:00 is not a usable MAC address")
+		}
+		r.MAC = mac
+	}
+	return r, nil
+}
+
+func allZero(b []byte) bool {
+	for _, x := range b {
+		if x != 0 {
+			return false
+		}
+	}
+	return true
+}
+
+func parseCNIArgs(s string) (map[string]string, error) {
+	kv := map[string]string{}
+	if s == "" {
+		return kv, nil
+	}
+	var unknown []string
+	for _, pair := range strings.Split(s, ";") {
+		if pair == "" {
+			continue
+		}
+		k, v, ok := strings.Cut(pair, "=")
+		if !ok {
+			return nil, cnierr.Env("CNI_ARGS: %q is not KEY=VALUE", pair)
+		}
+		kv[k] = v
+		if !knownArgs[k] {
+			unknown = append(unknown, k)
+		}
+	}
+	if len(unknown) > 0 {
+		ig := strings.ToLower(kv["IgnoreUnknown"])
+		if ig != "1" && ig != "true" {
+			return nil, cnierr.Env("CNI_ARGS: unknown key(s) %s; known keys are IP, MAC and K8S_POD_*; add IgnoreUnknown=1 to ignore others", strings.Join(unknown, ", "))
+		}
+	}
+	return kv, nil
+}

@@ -1,0 +1,292 @@
+// Package state keeps tenantnet's per-host records: which tenants this host
+// carries, how each was built (so teardown undoes exactly that), and which
+// attachments each has (so the last DEL knows it is the last).
+//
+// Layout under the state dir (default /run/tenantnet, tmpfs: the records
+// describe kernel state that a reboot removes as well):
+//
+//	host.lock                     exclusive while tenants are created or torn down
+//	host.json                     the firewall backend in use on this host
+//	tenants/<bridge>.json         a tenant record
+//	tenants/<bridge>.lock         shared by ADDs joining the tenant, exclusive for create/teardown
+//	attachments/<bridge>/<cid>@<ifname>.json
+package state
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/tenantnet/tenantnet/pkg/flock"
+	"github.com/tenantnet/tenantnet/pkg/tenant"
+	"github.com/tenantnet/tenantnet/pkg/uplink"
+)
+
+// Dir is a state directory.
+type Dir struct{ Root string }
+
+// Host is the host-wide record.
+type Host struct {
+	Backend string `json:"backend"`
+}
+
+// Links is how a tenant is wired on this host.
+type Links struct {
+	Mode          string `json:"mode"` // vlan, flat or local
+	VLAN          int    `json:"vlan,omitempty"`
+	Trunk         string `json:"trunk,omitempty"`
+	VLANInterface string `json:"vlanInterface,omitempty"`
+	VLANMAC       string `json:"vlanMac,omitempty"`
+	MTU           int    `json:"mtu,omitempty"`
+	Hairpin       bool   `json:"hairpin,omitempty"`
+	// GatewayAddrs are the bridge addresses with the subnet's length.
+	GatewayAddrs []netip.Prefix `json:"gatewayAddrs,omitempty"`
+}
+
+// Undo is what this tenant changed on the host, so teardown gives back
+// exactly what was there before.
+type Undo struct {
+	CreatedVLAN    bool           `json:"createdVlan,omitempty"`
+	CreatedBridge  bool           `json:"createdBridge,omitempty"`
+	EnslavedUplink bool           `json:"enslavedUplink,omitempty"`
+	AddedAddrs     []netip.Prefix `json:"addedAddrs,omitempty"`
+	Moved          uplink.Moved   `json:"moved,omitzero"`
+}
+
+// Tenant is one tenant's record.
+type Tenant struct {
+	Network string      `json:"network"`
+	Spec    tenant.Spec `json:"spec"`
+	Links   Links       `json:"links"`
+	Undo    Undo        `json:"undo"`
+}
+
+// Attachment is one container interface on a tenant bridge.
+type Attachment struct {
+	Network     string         `json:"network"`
+	ContainerID string         `json:"containerID"`
+	IfName      string         `json:"ifname"`
+	Netns       string         `json:"netns,omitempty"`
+	HostVeth    string         `json:"hostVeth"`
+	IPs         []netip.Prefix `json:"ips,omitempty"`
+	MAC         string         `json:"mac,omitempty"`
+}
+
+func (d Dir) hostLock() string { return filepath.Join(d.Root, "host.lock") }
+func (d Dir) tenantPath(bridge string) string {
+	return filepath.Join(d.Root, "tenants", bridge+".json")
+}
+func (d Dir) tenantLock(bridge string) string {
+	return filepath.Join(d.Root, "tenants", bridge+".lock")
+}
+func (d Dir) attachDir(bridge string) string { return filepath.Join(d.Root, "attachments", bridge) }
+func (d Dir) attachPath(bridge, cid, ifName string) string {
+	return filepath.Join(d.attachDir(bridge), cid+"@"+ifName+".json")
+}
+
+// LockHost takes the host-wide lock (tenant create and teardown).
+func (d Dir) LockHost() (*flock.Lock, error) {
+	if err := os.MkdirAll(filepath.Join(d.Root, "tenants"), 0o700); err != nil {
+		return nil, fmt.Errorf("create state dir: %w", err)
+	}
+	return flock.Exclusive(d.hostLock())
+}
+
+// LockTenant takes a tenant's lock, shared or exclusive.
+func (d Dir) LockTenant(bridge string, shared bool) (*flock.Lock, error) {
+	take := flock.Exclusive
+	if shared {
+		take = flock.Shared
+	}
+	l, err := take(d.tenantLock(bridge))
+	if errors.Is(err, fs.ErrNotExist) {
+		if err := os.MkdirAll(filepath.Join(d.Root, "tenants"), 0o700); err != nil {
+			return nil, fmt.Errorf("create state dir: %w", err)
+		}
+		l, err = take(d.tenantLock(bridge))
+	}
+	return l, err
+}
+
+// ReadHost returns the host record (zero when there is none).
+func (d Dir) ReadHost() (Host, error) {
+	var h Host
+	_, err := readJSON(filepath.Join(d.Root, "host.json"), &h)
+	return h, err
+}
+
+// WriteHost writes the host record.
+func (d Dir) WriteHost(h Host) error { return writeJSON(filepath.Join(d.Root, "host.json"), h) }
+
+// RemoveHost removes the host record (no tenants left).
+func (d Dir) RemoveHost() error { return removeFile(filepath.Join(d.Root, "host.json")) }
+
+// ReadTenant returns the tenant on bridge, or nil.
+func (d Dir) ReadTenant(bridge string) (*Tenant, error) {
+	var t Tenant
+	ok, err := readJSON(d.tenantPath(bridge), &t)
+	if err != nil || !ok {
+		return nil, err
+	}
+	return &t, nil
+}
+
+// WriteTenant writes a tenant record atomically.
+func (d Dir) WriteTenant(t *Tenant) error { return writeJSON(d.tenantPath(t.Spec.Bridge), t) }
+
+// RemoveTenant removes a tenant record (its lock file stays: removing a
+// lock file others may be waiting on would split them onto two locks).
+func (d Dir) RemoveTenant(bridge string) error { return removeFile(d.tenantPath(bridge)) }
+
+// Tenants returns every tenant record on the host.
+func (d Dir) Tenants() ([]*Tenant, error) {
+	names, err := readNames(filepath.Join(d.Root, "tenants"))
+	if err != nil {
+		return nil, err
+	}
+	var out []*Tenant
+	for _, n := range names {
+		br, ok := strings.CutSuffix(n, ".json")
+		if !ok {
+			continue
+		}
+		t, err := d.ReadTenant(br)
+		if err != nil {
+			return nil, err
+		}
+		if t != nil {
+			out = append(out, t)
+		}
+	}
+	return out, nil
+}
+
+// WriteAttachment records an attachment.
+func (d Dir) WriteAttachment(bridge string, a *Attachment) error {
+	p := d.attachPath(bridge, a.ContainerID, a.IfName)
+	err := writeJSON(p, a)
+	if errors.Is(err, fs.ErrNotExist) {
+		if err := os.MkdirAll(d.attachDir(bridge), 0o700); err != nil {
+			return fmt.Errorf("create attachment dir: %w", err)
+		}
+		err = writeJSON(p, a)
+	}
+	return err
+}
+
+// ReadAttachment returns an attachment record, or nil.
+func (d Dir) ReadAttachment(bridge, cid, ifName string) (*Attachment, error) {
+	var a Attachment
+	ok, err := readJSON(d.attachPath(bridge, cid, ifName), &a)
+	if err != nil || !ok {
+		return nil, err
+	}
+	return &a, nil
+}
+
+// RemoveAttachment removes an attachment record; gone already is fine.
+func (d Dir) RemoveAttachment(bridge, cid, ifName string) error {
+	return removeFile(d.attachPath(bridge, cid, ifName))
+}
+
+// HasAttachments reports whether any container is attached to bridge. It
+// reads one directory entry, not all of them.
+func (d Dir) HasAttachments(bridge string) (bool, error) {
+	f, err := os.Open(d.attachDir(bridge))
+	if errors.Is(err, fs.ErrNotExist) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	defer f.Close()
+	for {
+		names, err := f.Readdirnames(16)
+		for _, n := range names {
+			if strings.HasSuffix(n, ".json") {
+				return true, nil
+			}
+		}
+		if err == io.EOF {
+			return false, nil
+		}
+		if err != nil {
+			return false, err
+		}
+	}
+}
+
+// Attachments lists every attachment on bridge.
+func (d Dir) Attachments(bridge string) ([]*Attachment, error) {
+	names, err := readNames(d.attachDir(bridge))
+	if err != nil {
+		return nil, err
+	}
+	var out []*Attachment
+	for _, n := range names {
+		if !strings.HasSuffix(n, ".json") {
+			continue
+		}
+		var a Attachment
+		if ok, err := readJSON(filepath.Join(d.attachDir(bridge), n), &a); err == nil && ok {
+			out = append(out, &a)
+		}
+	}
+	return out, nil
+}
+
+func readJSON(path string, v any) (bool, error) {
+	b, err := os.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("read %s: %w", path, err)
+	}
+	if err := json.Unmarshal(b, v); err != nil {
+		return false, fmt.Errorf("parse %s: %w", path, err)
+	}
+	return true, nil
+}
+
+// writeJSON replaces path atomically: readers see the old or the new record.
+func writeJSON(path string, v any) error {
+	b, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		return err
+	}
+	tmp := fmt.Sprintf("%s.%d.tmp", path, os.Getpid())
+	if err := os.WriteFile(tmp, b, 0o600); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		os.Remove(tmp)
+		return err
+	}
+	return nil
+}
+
+func removeFile(path string) error {
+	if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return err
+	}
+	return nil
+}
+
+func readNames(dir string) ([]string, error) {
+	f, err := os.Open(dir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	return f.Readdirnames(-1)
+}

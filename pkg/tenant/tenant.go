@@ -1,0 +1,46 @@
+// Package tenant is the model shared by configuration, host state and the
+// firewall: what one tenant is on this host, independent of how it is built.
+package tenant
+
+import (
+	"net/netip"
+	"slices"
+)
+
+// NAT is a tenant's outbound address translation (nova's init_host).
+type NAT struct {
+	// OutInterface restricts translation to traffic leaving this interface;
+	// empty means any interface.
+	OutInterface string `json:"outInterface,omitempty"`
+	// SourceIP is the fixed SNAT source (nova's routing_source_ip); invalid
+	// means MASQUERADE to the outgoing interface's address.
+	SourceIP netip.Addr `json:"sourceIP,omitzero"`
+	// Exempt destinations are never translated (nova's dmz_cidr).
+	Exempt []netip.Prefix `json:"exempt,omitempty"`
+}
+
+// Spec is a tenant as the firewall sees it.
+type Spec struct {
+	Bridge  string         `json:"bridge"`
+	Subnets []netip.Prefix `json:"subnets"`
+	// Gateways are the addresses the host holds on the bridge (empty when
+	// the tenant is not routed).
+	Gateways []netip.Addr `json:"gateways,omitempty"`
+	// Routed is the network's "gateway": the host routes for the tenant.
+	Routed   bool   `json:"routed"`
+	Isolated bool   `json:"isolated"`
+	NAT      *NAT   `json:"nat,omitempty"`
+	Drop     string `json:"drop"`
+}
+
+// Equal reports whether two specs would give the same rules.
+func (s Spec) Equal(o Spec) bool {
+	if s.Bridge != o.Bridge || s.Routed != o.Routed || s.Isolated != o.Isolated || s.Drop != o.Drop ||
+		!slices.Equal(s.Subnets, o.Subnets) || !slices.Equal(s.Gateways, o.Gateways) || (s.NAT == nil) != (o.NAT == nil) {
+		return false
+	}
+	if s.NAT == nil {
+		return true
+	}
+	return s.NAT.OutInterface == o.NAT.OutInterface && s.NAT.SourceIP == o.NAT.SourceIP && slices.Equal(s.NAT.Exempt, o.NAT.Exempt)
+}

@@ -1,0 +1,136 @@
+package tenantnet
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/containernetworking/cni/pkg/skel"
+	"github.com/containernetworking/cni/pkg/types"
+	current "github.com/containernetworking/cni/pkg/types/100"
+	"github.com/containernetworking/plugins/pkg/ipam"
+	"github.com/containernetworking/plugins/pkg/ns"
+
+	"github.com/tenantnet/tenantnet/pkg/containerif"
+	"github.com/tenantnet/tenantnet/pkg/ipx"
+	"github.com/tenantnet/tenantnet/pkg/netconf"
+	"github.com/tenantnet/tenantnet/pkg/state"
+	"github.com/tenantnet/tenantnet/pkg/veth"
+)
+
+// undo is a stack of compensations run when ADD fails half-way.
+type undo []func() error
+
+func (u *undo) push(f func() error) { *u = append(*u, f) }
+
+func (u undo) run() error {
+	var errs []error
+	for i := len(u) - 1; i >= 0; i-- {
+		errs = append(errs, u[i]())
+	}
+	return errors.Join(errs...)
+}
+
+func cmdAdd(args *skel.CmdArgs) (err error) {
+	c, err := netconf.Parse(args.StdinData, args.Args)
+	if err != nil {
+		return err
+	}
+	cont, err := ns.GetNS(args.Netns)
+	if err != nil {
+		return types.NewError(types.ErrInvalidNetNS, fmt.Sprintf("CNI_NETNS %q: %v", args.Netns, err), "")
+	}
+	defer cont.Close()
+	hs, err := newHost(c.StateDir)
+	if err != nil {
+		return err
+	}
+	defer hs.close()
+
+	var rollback undo
+	defer func() {
+		if err != nil {
+			if uerr := rollback.run(); uerr != nil {
+				err = fmt.Errorf("%w (and cleaning up failed: %v)", err, uerr)
+			}
+		}
+	}()
+
+	hostName := veth.HostName(args.ContainerID, args.IfName)
+	att := &state.Attachment{Network: c.Name, ContainerID: args.ContainerID, IfName: args.IfName, Netns: args.Netns, HostVeth: hostName}
+
+	// Host state: VLAN, bridge, gateway, rules; the attachment keeps the
+	// tenant from being torn down under us from here on.
+	if err := hs.join(c, att); err != nil {
+		return err
+	}
+	rollback.push(func() error { return hs.leave(c.Bridge, args.ContainerID, args.IfName) })
+
+	// Container link.
+	br, err := hs.nl.LinkByName(c.Bridge)
+	if err != nil {
+		return fmt.Errorf("look up bridge %s: %w", c.Bridge, err)
+	}
+	mtu := c.MTU
+	if mtu == 0 {
+		// The bridge's MTU follows its uplink; a veth above it would make
+		// the bridge drop the container's full-size frames.
+		mtu = br.Attrs().MTU
+	}
+	hostLink, err := veth.Create(hs.nl, veth.Spec{
+		HostName: hostName, ContName: args.IfName, ContNSFd: int(cont.Fd()), Bridge: br,
+		MTU: mtu, ContMAC: c.Requests.MAC, Hairpin: c.HairpinMode,
+	})
+	if err != nil {
+		return err
+	}
+	rollback.push(func() error { return veth.Delete(hs.nl, hostName) })
+
+	// Addresses.
+	r, err := ipam.ExecAdd(c.IPAMType, args.StdinData)
+	if err != nil {
+		return err
+	}
+	rollback.push(func() error { return ipam.ExecDel(c.IPAMType, args.StdinData) })
+	res, err := current.NewResultFromResult(r)
+	if err != nil {
+		return fmt.Errorf("IPAM %s result: %w", c.IPAMType, err)
+	}
+	if len(res.IPs) == 0 {
+		return fmt.Errorf("IPAM %s returned no address", c.IPAMType)
+	}
+	for _, ipc := range res.IPs {
+		a := ipx.Addr(ipc.Address.IP)
+		if rg := c.IPAM.RangeFor(a); rg == nil || !rg.Subnet.Contains(a) {
+			return fmt.Errorf("IPAM %s returned %s, outside the tenant's subnets: tenantnet's rules would not cover it", c.IPAMType, ipc.Address.String())
+		}
+	}
+
+	contIdx := 2
+	res.Interfaces = []*current.Interface{
+		{Name: c.Bridge, Mac: br.Attrs().HardwareAddr.String()},
+		{Name: hostName, Mac: hostLink.Attrs().HardwareAddr.String()},
+		{Name: args.IfName, Sandbox: args.Netns, Mtu: mtu},
+	}
+	for _, ipc := range res.IPs {
+		ipc.Interface = &contIdx
+	}
+	mac, err := containerif.Configure(cont, args.IfName, res)
+	if err != nil {
+		return fmt.Errorf("configure %s in %s: %w", args.IfName, args.Netns, err)
+	}
+	res.Interfaces[contIdx].Mac = mac.String()
+	if c.DNS.Nameservers != nil || c.DNS.Domain != "" || c.DNS.Search != nil || c.DNS.Options != nil {
+		res.DNS = c.DNS
+	}
+
+	att.MAC = mac.String()
+	for _, ipc := range res.IPs {
+		if p, ok := ipx.Prefix(ipc.Address); ok {
+			att.IPs = append(att.IPs, p)
+		}
+	}
+	if err := hs.st.WriteAttachment(c.Bridge, att); err != nil {
+		return fmt.Errorf("record attachment: %w", err)
+	}
+	return types.PrintResult(res, c.CNIVersion)
+}

@@ -1,0 +1,60 @@
+package tenantnet
+
+import (
+	"context"
+	"errors"
+
+	"github.com/containernetworking/cni/pkg/invoke"
+	"github.com/containernetworking/cni/pkg/skel"
+	"github.com/containernetworking/cni/pkg/types"
+
+	"github.com/tenantnet/tenantnet/pkg/cnierr"
+	"github.com/tenantnet/tenantnet/pkg/netconf"
+)
+
+// cmdStatus says whether an ADD could succeed now (CNI 1.1): the state dir is
+// writable, the trunk exists, the firewall backend works and IPAM is ready.
+func cmdStatus(args *skel.CmdArgs) error {
+	c, err := netconf.Parse(args.StdinData, "")
+	if err != nil {
+		return err
+	}
+	hs, err := newHost(c.StateDir)
+	if err != nil {
+		return cnierr.NotAvailable("tenantnet: %v", err)
+	}
+	defer hs.close()
+	l, err := hs.st.LockHost()
+	if err != nil {
+		return cnierr.NotAvailable("tenantnet: state dir %s is not usable: %v", c.StateDir, err)
+	}
+	l.Unlock()
+	if c.Trunk != "" {
+		if _, err := hs.nl.LinkByName(c.Trunk); err != nil {
+			return cnierr.NotAvailable("tenantnet: trunk %s is missing: %v", c.Trunk, err)
+		}
+	}
+	h, err := hs.st.ReadHost()
+	if err != nil {
+		return cnierr.NotAvailable("tenantnet: %v", err)
+	}
+	name := h.Backend
+	if name == "" {
+		name = c.Backend
+	}
+	fw, err := hs.fwFor(name)
+	if err == nil {
+		err = fw.Ready()
+	}
+	if err != nil {
+		return cnierr.NotAvailable("tenantnet: firewall backend %s is not usable: %v", name, err)
+	}
+	if err := invoke.DelegateStatus(context.TODO(), c.IPAMType, args.StdinData, nil); err != nil {
+		var e *types.Error
+		if errors.As(err, &e) && (e.Code == types.ErrPluginNotAvailable || e.Code == types.ErrLimitedConnectivity) {
+			return e
+		}
+		return cnierr.NotAvailable("tenantnet: IPAM %s: %v", c.IPAMType, err)
+	}
+	return nil
+}

@@ -1,0 +1,473 @@
+package tenantnet
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+	"slices"
+
+	"github.com/containernetworking/plugins/pkg/netlinksafe"
+	"github.com/containernetworking/plugins/pkg/utils/sysctl"
+
+	"github.com/tenantnet/tenantnet/pkg/bridge"
+	"github.com/tenantnet/tenantnet/pkg/cnierr"
+	"github.com/tenantnet/tenantnet/pkg/firewall"
+	"github.com/tenantnet/tenantnet/pkg/netconf"
+	"github.com/tenantnet/tenantnet/pkg/state"
+	"github.com/tenantnet/tenantnet/pkg/tenant"
+	"github.com/tenantnet/tenantnet/pkg/uplink"
+	"github.com/tenantnet/tenantnet/pkg/vlan"
+)
+
+// desired is the tenant record a config asks for (without Undo).
+func desired(c *netconf.Config) *state.Tenant {
+	t := &state.Tenant{
+		Network: c.Name,
+		Spec: tenant.Spec{
+			Bridge:   c.Bridge,
+			Routed:   c.Gateway,
+			Isolated: c.Isolation == netconf.IsolationTenant,
+			NAT:      c.NAT,
+			Drop:     c.DropAction,
+		},
+		Links: state.Links{
+			Mode:          c.Mode(),
+			VLAN:          c.VLAN,
+			Trunk:         c.Trunk,
+			VLANInterface: c.VLANInterface,
+			MTU:           c.MTU,
+			Hairpin:       c.HairpinMode,
+		},
+	}
+	if c.VLANMAC != nil {
+		t.Links.VLANMAC = c.VLANMAC.String()
+	}
+	for _, r := range c.IPAM.Ranges {
+		t.Spec.Subnets = append(t.Spec.Subnets, r.Subnet)
+		if c.Gateway {
+			t.Spec.Gateways = append(t.Spec.Gateways, r.Gateway)
+			t.Links.GatewayAddrs = append(t.Links.GatewayAddrs, netip.PrefixFrom(r.Gateway, r.Subnet.Bits()))
+		}
+	}
+	return t
+}
+
+func sameLinks(a, b state.Links) bool {
+	return a.Mode == b.Mode && a.VLAN == b.VLAN && a.Trunk == b.Trunk && a.VLANInterface == b.VLANInterface &&
+		a.VLANMAC == b.VLANMAC && a.MTU == b.MTU && a.Hairpin == b.Hairpin && slices.Equal(a.GatewayAddrs, b.GatewayAddrs)
+}
+
+func same(a, b *state.Tenant) bool {
+	return a.Network == b.Network && a.Spec.Equal(b.Spec) && sameLinks(a.Links, b.Links)
+}
+
+// immutable reports a change that cannot be applied to a tenant that has
+// containers: they are plugged into these links and addressed from these subnets.
+func immutable(have, want *state.Tenant) string {
+	switch {
+	case have.Links.Mode != want.Links.Mode:
+		return fmt.Sprintf("mode %s -> %s", have.Links.Mode, want.Links.Mode)
+	case have.Links.VLAN != want.Links.VLAN:
+		return fmt.Sprintf("vlan %d -> %d", have.Links.VLAN, want.Links.VLAN)
+	case have.Links.Trunk != want.Links.Trunk:
+		return fmt.Sprintf("trunk %q -> %q", have.Links.Trunk, want.Links.Trunk)
+	case have.Links.VLANInterface != want.Links.VLANInterface:
+		return fmt.Sprintf("vlanInterface %q -> %q", have.Links.VLANInterface, want.Links.VLANInterface)
+	case !slices.Equal(have.Spec.Subnets, want.Spec.Subnets):
+		return fmt.Sprintf("subnets %v -> %v", have.Spec.Subnets, want.Spec.Subnets)
+	case !slices.Equal(have.Links.GatewayAddrs, want.Links.GatewayAddrs):
+		return fmt.Sprintf("gateway addresses %v -> %v", have.Links.GatewayAddrs, want.Links.GatewayAddrs)
+	}
+	return ""
+}
+
+// host bundles what tenant set-up and teardown work with.
+type host struct {
+	nl    netlinksafe.Handle
+	st    state.Dir
+	fwFor func(name string) (firewall.Backend, error)
+}
+
+// join registers an attachment with its tenant, creating or repairing the
+// tenant first when needed. The fast path (tenant present and unchanged)
+// holds only the tenant's shared lock and does no firewall work beyond the
+// backend's cheap presence check.
+func (hs *host) join(c *netconf.Config, att *state.Attachment) error {
+	want := desired(c)
+	l, err := hs.st.LockTenant(c.Bridge, true)
+	if err != nil {
+		return cnierr.IO("lock tenant %s: %v", c.Bridge, err)
+	}
+	if ok, err := hs.intact(want); err != nil {
+		l.Unlock()
+		return err
+	} else if ok {
+		err := hs.st.WriteAttachment(c.Bridge, att)
+		l.Unlock()
+		return err
+	}
+	l.Unlock()
+
+	hl, err := hs.st.LockHost()
+	if err != nil {
+		return cnierr.IO("lock host state: %v", err)
+	}
+	defer hl.Unlock()
+	tl, err := hs.st.LockTenant(c.Bridge, false)
+	if err != nil {
+		return cnierr.IO("lock tenant %s: %v", c.Bridge, err)
+	}
+	defer tl.Unlock()
+	if err := hs.ensure(c, want); err != nil {
+		return err
+	}
+	return hs.st.WriteAttachment(c.Bridge, att)
+}
+
+// intact is the fast-path test: the record matches and the bridge and rules
+// are still there (an operator or a firewall reload may have removed them).
+func (hs *host) intact(want *state.Tenant) (bool, error) {
+	rec, err := hs.st.ReadTenant(want.Spec.Bridge)
+	if err != nil || rec == nil || !same(rec, want) {
+		return false, err
+	}
+	if err := bridge.CheckUp(hs.nl, want.Spec.Bridge); err != nil {
+		return false, nil
+	}
+	h, err := hs.st.ReadHost()
+	if err != nil {
+		return false, err
+	}
+	fw, err := hs.fwFor(h.Backend)
+	if err != nil {
+		return false, err
+	}
+	return fw.Present(rec.Spec)
+}
+
+// backendFor resolves the config's firewallBackend against the host: one
+// host, one backend, or isolation between tenants of two backends would be
+// nobody's job.
+func (hs *host) backendFor(c *netconf.Config, others []*state.Tenant) (string, error) {
+	h, err := hs.st.ReadHost()
+	if err != nil {
+		return "", err
+	}
+	if h.Backend == "" || len(others) == 0 {
+		return firewall.Resolve(c.Backend), nil
+	}
+	if c.Backend != netconf.BackendAuto && c.Backend != h.Backend {
+		return "", cnierr.Config("firewallBackend", "%q, but this host's tenants already use %q; all tenantnet networks on a host must share one backend (or say \"auto\")", c.Backend, h.Backend)
+	}
+	return h.Backend, nil
+}
+
+// ensure creates, repairs or reconfigures the tenant, under the host lock and
+// the tenant's exclusive lock.
+func (hs *host) ensure(c *netconf.Config, want *state.Tenant) error {
+	all, err := hs.st.Tenants()
+	if err != nil {
+		return cnierr.IO("read tenant records: %v", err)
+	}
+	var rec *state.Tenant
+	var others []*state.Tenant
+	for _, t := range all {
+		if t.Spec.Bridge == c.Bridge {
+			rec = t
+		} else {
+			others = append(others, t)
+		}
+	}
+	if rec != nil && rec.Network != want.Network {
+		if has, _ := hs.st.HasAttachments(c.Bridge); has {
+			return cnierr.Config("bridge", "%q already carries network %q on this host; give network %q a bridge of its own", c.Bridge, rec.Network, want.Network)
+		}
+	}
+	if rec != nil && (rec.Network != want.Network || immutable(rec, want) != "") {
+		if has, _ := hs.st.HasAttachments(c.Bridge); has {
+			return cnierr.Config("bridge", "network %q changed (%s) while containers are attached to %s; remove them first, or give the new settings another bridge", want.Network, immutable(rec, want), c.Bridge)
+		}
+		// A record with no containers left is stale: rebuild from scratch.
+		if err := hs.teardown(rec, others); err != nil {
+			return err
+		}
+		rec = nil
+	}
+	if err := checkOverlap(want, others); err != nil {
+		return err
+	}
+	backend, err := hs.backendFor(c, others)
+	if err != nil {
+		return err
+	}
+	fw, err := hs.fwFor(backend)
+	if err != nil {
+		return err
+	}
+
+	next := *want
+	if rec != nil {
+		next.Undo = rec.Undo
+	}
+	if err := hs.build(c, &next); err != nil {
+		if rec == nil {
+			// A tenant this call began: take back whatever part of it exists.
+			if terr := hs.unbuild(&next); terr != nil {
+				err = errors.Join(err, fmt.Errorf("undo: %w", terr))
+			}
+		}
+		return err
+	}
+	specs := []tenant.Spec{next.Spec}
+	for _, t := range others {
+		specs = append(specs, t.Spec)
+	}
+	if err := fw.Apply(specs); err != nil {
+		if rec == nil {
+			if terr := hs.unbuild(&next); terr != nil {
+				err = errors.Join(err, fmt.Errorf("undo: %w", terr))
+			}
+		}
+		return fmt.Errorf("apply %s rules for tenant %s: %w", fw.Name(), c.Bridge, err)
+	}
+	if err := hs.st.WriteHost(state.Host{Backend: backend}); err != nil {
+		return cnierr.IO("write host record: %v", err)
+	}
+	if err := hs.st.WriteTenant(&next); err != nil {
+		return cnierr.IO("write tenant record: %v", err)
+	}
+	return nil
+}
+
+// checkOverlap refuses a routed tenant whose subnet overlaps another routed
+// tenant's on this host: the host would have two routes for one prefix and
+// send one tenant's replies into the other's bridge.
+func checkOverlap(want *state.Tenant, others []*state.Tenant) error {
+	if !want.Spec.Routed {
+		return nil
+	}
+	for _, o := range others {
+		if !o.Spec.Routed {
+			continue
+		}
+		for _, a := range want.Spec.Subnets {
+			for _, b := range o.Spec.Subnets {
+				if a.Overlaps(b) {
+					return cnierr.Config("ipam.subnet", "%s overlaps %s of network %q (bridge %s) on this host; two routed tenants cannot share addresses on one host: use another subnet, or \"gateway\": false for a switched-only tenant", a, b, o.Network, o.Spec.Bridge)
+				}
+			}
+		}
+	}
+	return nil
+}
+
+// build makes the tenant's links (nova's ensure_vlan, ensure_bridge,
+// initialize_gateway_device), recording in t.Undo what it changed.
+func (hs *host) build(c *netconf.Config, t *state.Tenant) error {
+	// Preflight: every conflict is found before anything changes.
+	vs := vlan.Spec{Name: c.VLANInterface, Parent: c.Trunk, ID: c.VLAN, MTU: c.MTU, MAC: c.VLANMAC}
+	if c.Mode() == "vlan" {
+		if _, err := vlan.Preflight(hs.nl, vs); err != nil {
+			return err
+		}
+	}
+	bs := bridge.Spec{Name: c.Bridge, MTU: c.MTU}
+	if _, err := bridge.Preflight(hs.nl, bs); err != nil {
+		return err
+	}
+	var up string
+	switch c.Mode() {
+	case "flat":
+		trunk, err := hs.nl.LinkByName(c.Trunk)
+		if err != nil {
+			return cnierr.Config("trunk", "link %q does not exist on this host: %v", c.Trunk, err)
+		}
+		if c.MTU > trunk.Attrs().MTU {
+			return cnierr.Config("mtu", "%d is larger than the MTU %d of trunk %s", c.MTU, trunk.Attrs().MTU, c.Trunk)
+		}
+		bs.MAC = trunk.Attrs().HardwareAddr // the host keeps its identity on the wire
+		up = c.Trunk
+	case "vlan":
+		created, err := vlan.Ensure(hs.nl, vs)
+		t.Undo.CreatedVLAN = t.Undo.CreatedVLAN || created
+		if err != nil {
+			return err
+		}
+		vl, err := hs.nl.LinkByName(c.VLANInterface)
+		if err != nil {
+			return fmt.Errorf("look up %s: %w", c.VLANInterface, err)
+		}
+		bs.MAC = vl.Attrs().HardwareAddr
+		up = c.VLANInterface
+	default:
+		bs.MAC = bridge.LocalMAC(c.Bridge)
+	}
+
+	br, created, err := bridge.Ensure(hs.nl, bs)
+	t.Undo.CreatedBridge = t.Undo.CreatedBridge || created
+	if err != nil {
+		return err
+	}
+	if up != "" {
+		field := "trunk"
+		if c.Mode() == "vlan" {
+			field = "vlanInterface"
+		}
+		changed, err := bridge.Enslave(hs.nl, up, br, field)
+		if err != nil {
+			return err
+		}
+		if changed {
+			t.Undo.EnslavedUplink = true
+			if c.Mode() == "flat" {
+				trunk, err := hs.nl.LinkByName(c.Trunk)
+				if err != nil {
+					return fmt.Errorf("look up %s: %w", c.Trunk, err)
+				}
+				moved, err := uplink.Move(hs.nl, trunk, br)
+				t.Undo.Moved = moved
+				if err != nil {
+					return fmt.Errorf("move addresses of %s to bridge %s: %w", c.Trunk, c.Bridge, err)
+				}
+			}
+		}
+	}
+	added, err := bridge.AddAddrs(hs.nl, br, t.Links.GatewayAddrs)
+	for _, a := range added {
+		if !slices.Contains(t.Undo.AddedAddrs, a) {
+			t.Undo.AddedAddrs = append(t.Undo.AddedAddrs, a)
+		}
+	}
+	if err != nil {
+		return err
+	}
+	if c.Gateway {
+		return enableForwarding(t.Spec.Subnets)
+	}
+	return nil
+}
+
+// enableForwarding turns on routing for the tenant's families. It is left on
+// at teardown: other software on the host may rely on it by then.
+func enableForwarding(subnets []netip.Prefix) error {
+	for _, s := range subnets {
+		key := "net/ipv4/ip_forward"
+		if !s.Addr().Is4() {
+			key = "net/ipv6/conf/all/forwarding"
+		}
+		if v, err := sysctl.Sysctl(key); err == nil && v == "1" {
+			continue
+		}
+		if _, err := sysctl.Sysctl(key, "1"); err != nil {
+			return fmt.Errorf("enable forwarding (%s): %w", key, err)
+		}
+	}
+	return nil
+}
+
+// unbuild undoes what t.Undo records, in reverse order of build.
+func (hs *host) unbuild(t *state.Tenant) error {
+	var errs []error
+	u := t.Undo
+	if !u.CreatedBridge {
+		errs = append(errs, bridge.DelAddrs(hs.nl, t.Spec.Bridge, u.AddedAddrs))
+	}
+	if u.EnslavedUplink {
+		up := t.Links.VLANInterface
+		if t.Links.Mode == "flat" {
+			up = t.Links.Trunk
+		}
+		errs = append(errs, bridge.Release(hs.nl, up))
+		if t.Links.Mode == "flat" {
+			br, err1 := hs.nl.LinkByName(t.Spec.Bridge)
+			trunk, err2 := hs.nl.LinkByName(t.Links.Trunk)
+			if err1 == nil && err2 == nil {
+				errs = append(errs, uplink.Restore(hs.nl, br, trunk, u.Moved))
+			} else {
+				errs = append(errs, fmt.Errorf("give addresses back to %s: %w", t.Links.Trunk, errors.Join(err1, err2)))
+			}
+		}
+	}
+	if u.CreatedBridge {
+		errs = append(errs, bridge.Remove(hs.nl, t.Spec.Bridge))
+	}
+	if u.CreatedVLAN {
+		errs = append(errs, vlan.Remove(hs.nl, t.Links.VLANInterface))
+	}
+	return errors.Join(errs...)
+}
+
+// teardown removes a tenant from the host: its rules, then its links.
+func (hs *host) teardown(rec *state.Tenant, others []*state.Tenant) error {
+	h, err := hs.st.ReadHost()
+	if err != nil {
+		return err
+	}
+	fw, err := hs.fwFor(firewall.Resolve(h.Backend))
+	if err != nil {
+		return err
+	}
+	specs := make([]tenant.Spec, 0, len(others))
+	for _, t := range others {
+		specs = append(specs, t.Spec)
+	}
+	if err := fw.Apply(specs); err != nil {
+		return fmt.Errorf("remove %s rules of tenant %s: %w", fw.Name(), rec.Spec.Bridge, err)
+	}
+	if err := hs.unbuild(rec); err != nil {
+		return fmt.Errorf("tear down tenant %s: %w", rec.Spec.Bridge, err)
+	}
+	if err := hs.st.RemoveTenant(rec.Spec.Bridge); err != nil {
+		return cnierr.IO("remove tenant record: %v", err)
+	}
+	if len(others) == 0 {
+		return hs.st.RemoveHost()
+	}
+	return nil
+}
+
+// leave unregisters an attachment and tears the tenant down when it was the
+// last one on this host.
+func (hs *host) leave(bridgeName, cid, ifName string) error {
+	if err := hs.st.RemoveAttachment(bridgeName, cid, ifName); err != nil {
+		return cnierr.IO("remove attachment record: %v", err)
+	}
+	return hs.maybeTeardown(bridgeName)
+}
+
+func (hs *host) maybeTeardown(bridgeName string) error {
+	if has, err := hs.st.HasAttachments(bridgeName); err != nil || has {
+		return err
+	}
+	hl, err := hs.st.LockHost()
+	if err != nil {
+		return cnierr.IO("lock host state: %v", err)
+	}
+	defer hl.Unlock()
+	tl, err := hs.st.LockTenant(bridgeName, false)
+	if err != nil {
+		return cnierr.IO("lock tenant %s: %v", bridgeName, err)
+	}
+	defer tl.Unlock()
+	// An ADD may have joined while we waited for the locks.
+	if has, err := hs.st.HasAttachments(bridgeName); err != nil || has {
+		return err
+	}
+	all, err := hs.st.Tenants()
+	if err != nil {
+		return cnierr.IO("read tenant records: %v", err)
+	}
+	var rec *state.Tenant
+	var others []*state.Tenant
+	for _, t := range all {
+		if t.Spec.Bridge == bridgeName {
+			rec = t
+		} else {
+			others = append(others, t)
+		}
+	}
+	if rec == nil {
+		return nil // torn down already
+	}
+	return hs.teardown(rec, others)
+}
