@@ -113,7 +113,10 @@ func (f *family) apply(ts []tenant.Spec) error {
 				return fmt.Errorf("%s: remove jump %s -> %s: %w", f.cmd(), j.chain, j.target, err)
 			}
 		}
-		return f.restore(teardown())
+		if err := f.restore(teardown()); err != nil {
+			return err
+		}
+		return pruneTables(f.v6)
 	}
 	if err := f.restore(render(ts, f.v6)); err != nil {
 		return err

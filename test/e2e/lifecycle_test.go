@@ -1,0 +1,248 @@
+package e2e
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/tenantnet/tenantnet/test/harness"
+)
+
+func TestLastDelRestoresHostExactly(t *testing.T) {
+	t.Parallel()
+	h, _ := node(t)
+	before := h.Snapshot(t)
+
+	blue := tenantConf(h, "blue", "tnt-blue", "10.1.1.0/24", `,"nat":{"outInterface":"eth0"}`)
+	red := tenantConf(h, "red", "tnt-red", "10.1.2.0/24", `,"dropAction":"log"`)
+	b, _ := containers(t, h, blue, "b1", "b2")
+	r, _ := containers(t, h, red, "r1")
+	mid := h.Snapshot(t)
+	harness.MustContain(t, mid, "OTHER-PROGRAM", "-A POSTROUTING -s 192.0.2.0/24 -j MASQUERADE")
+
+	h.Del(blue, b[0])
+	if !h.LinkExists(t, "tnt-blue") {
+		t.Fatal("bridge removed while a container still uses it")
+	}
+	h.Del(blue, b[1])
+	if h.LinkExists(t, "tnt-blue") {
+		t.Fatal("bridge of a tenant with no containers left is still there")
+	}
+	h.Del(red, r[0])
+	if after := h.Snapshot(t); after != before {
+		t.Fatalf("host differs after the last DEL:\n%s", harness.Diff(before, after))
+	}
+	entries, _ := os.ReadDir(filepath.Join(h.StateDir, "attachments", "tnt-blue"))
+	if len(entries) != 0 {
+		t.Fatalf("attachment records left: %v", entries)
+	}
+	if _, err := os.Stat(filepath.Join(h.StateDir, "tenants", "tnt-blue.json")); !os.IsNotExist(err) {
+		t.Fatalf("tenant record left behind: %v", err)
+	}
+}
+
+func TestDelIsIdempotent(t *testing.T) {
+	t.Parallel()
+	h, _ := node(t)
+	before := h.Snapshot(t)
+	conf := tenantConf(h, "blue", "tnt-blue", "10.1.1.0/24", "")
+	cs, _ := containers(t, h, conf, "c1", "c2", "c3")
+
+	// containerd: DEL at StopPodSandbox with the netns, again at RemovePodSandbox without.
+	h.Del(conf, cs[0])
+	if _, err := h.Exec(harness.Call{Command: "DEL", Conf: conf, Container: cs[0], NoNetns: true}); err != nil {
+		t.Fatalf("second DEL with empty CNI_NETNS: %v", err)
+	}
+	// The first DEL comes without a netns at all.
+	if _, err := h.Exec(harness.Call{Command: "DEL", Conf: conf, Container: cs[1], NoNetns: true}); err != nil {
+		t.Fatalf("DEL with empty CNI_NETNS: %v", err)
+	}
+	if h.LinkExists(t, "tn"+strings.Repeat("x", 0)) {
+		t.Fatal("unreachable")
+	}
+	// A DEL for a container that was never added.
+	if _, err := h.Exec(harness.Call{Command: "DEL", Conf: conf, ID: "tnt-never-added", NoNetns: true}); err != nil {
+		t.Fatalf("DEL of a never-added container: %v", err)
+	}
+	// A DEL after the container's netns is gone (its veth died with it).
+	gone := cs[2].Path
+	h.Sh(t, "ip", "netns", "del", cs[2].Name)
+	if _, err := h.Exec(harness.Call{Command: "DEL", Conf: conf, Container: cs[2], Netns: gone}); err != nil {
+		t.Fatalf("DEL after the netns was deleted: %v", err)
+	}
+	h.Del(conf, cs[2])
+	if after := h.Snapshot(t); after != before {
+		t.Fatalf("host differs after all DELs:\n%s", harness.Diff(before, after))
+	}
+	if n := reservations(t, h, "blue"); n != 0 {
+		t.Fatalf("%d reservations left", n)
+	}
+}
+
+// DEL works with a network config that was edited into an invalid one
+// since ADD: a runtime must always be able to clean up.
+func TestDelWithConfigEditedSinceAdd(t *testing.T) {
+	t.Parallel()
+	h, _ := node(t)
+	conf := tenantConf(h, "blue", "tnt-blue", "10.1.1.0/24", "")
+	cs, _ := containers(t, h, conf, "c1")
+	broken := tenantConf(h, "blue", "tnt-blue", "10.1.1.0/33", `,"vlan":"x","mtu":1`)
+	h.Del(broken, cs[0])
+	if h.LinkExists(t, "tnt-blue") {
+		t.Fatal("tenant left behind")
+	}
+}
+
+func reservations(t *testing.T, h *harness.Host, network string) int {
+	t.Helper()
+	entries, err := os.ReadDir(filepath.Join(h.DataDir, network, "ips"))
+	if err != nil && !os.IsNotExist(err) {
+		t.Fatal(err)
+	}
+	return len(entries)
+}
+
+var ruleLine = regexp.MustCompile(`(?m)^(-A |\s+(ip|ip6|meta|iifname|oifname|jump|counter|drop|accept|masquerade|snat).*)`)
+
+func countRules(t *testing.T, h *harness.Host) int {
+	t.Helper()
+	return len(ruleLine.FindAllString(h.Snapshot(t), -1))
+}
+
+func TestRulesGrowWithTenantsNotContainers(t *testing.T) {
+	t.Parallel()
+	h, _ := node(t)
+	conf := tenantConf(h, "blue", "tnt-blue", "10.1.1.0/24", `,"nat":{}`)
+	containers(t, h, conf, "c1")
+	one := countRules(t, h)
+	containers(t, h, conf, "c2", "c3", "c4", "c5", "c6")
+	if six := countRules(t, h); six != one {
+		t.Fatalf("rules grew from %d to %d with five more containers of one tenant", one, six)
+	}
+	red := tenantConf(h, "red", "tnt-red", "10.1.2.0/24", `,"nat":{}`)
+	containers(t, h, red, "r1")
+	if two := countRules(t, h); two <= one {
+		t.Fatalf("a second tenant added no rules (%d -> %d)", one, two)
+	}
+}
+
+func TestParallelAddsGetDistinctAddresses(t *testing.T) {
+	t.Parallel()
+	h, _ := node(t)
+	before := h.Snapshot(t)
+	conf := tenantConf(h, "blue", "tnt-blue", "10.1.1.0/24", `,"nat":{}`)
+	const n = 20
+	cs := make([]*harness.Container, n)
+	for i := range cs {
+		cs[i] = harness.NewContainer(t, fmt.Sprintf("p%d", i))
+	}
+	ips := make([]string, n)
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	for i := range cs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			res, err := h.TryAdd(conf, cs[i], "")
+			if err == nil {
+				ips[i] = res.IPs[0].Address.IP.String()
+			}
+			errs[i] = err
+		}()
+	}
+	wg.Wait()
+	seen := map[string]bool{}
+	for i, err := range errs {
+		if err != nil {
+			t.Fatalf("parallel ADD %d: %v", i, err)
+		}
+		if seen[ips[i]] {
+			t.Fatalf("address %s handed out twice", ips[i])
+		}
+		seen[ips[i]] = true
+	}
+	cs[0].MustReach(t, ips[n-1])
+	for i := range cs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, errs[i] = h.Exec(harness.Call{Command: "DEL", Conf: conf, Container: cs[i]})
+		}()
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			t.Fatalf("parallel DEL %d: %v", i, err)
+		}
+	}
+	if after := h.Snapshot(t); after != before {
+		t.Fatalf("host differs after parallel DELs:\n%s", harness.Diff(before, after))
+	}
+}
+
+func TestFullSubnetFailsCleanly(t *testing.T) {
+	t.Parallel()
+	h, _ := node(t)
+	// .1 gateway, .2-.6 usable, .4 excluded: four containers fit.
+	conf := h.Conf(`{"name":"small","bridge":"tnt-small","ipam":{"subnet":"10.1.7.0/29","exclude":["10.1.7.4"]}}`)
+	cs, ips := containers(t, h, conf, "c1", "c2", "c3", "c4")
+	for _, ip := range ips {
+		if ip == "10.1.7.4" || ip == "10.1.7.1" {
+			t.Fatalf("handed out reserved address %s", ip)
+		}
+	}
+	mid := h.Snapshot(t)
+	extra := harness.NewContainer(t, "c5")
+	_, err := h.TryAdd(conf, extra, "")
+	if err == nil {
+		t.Fatal("ADD into a full subnet succeeded")
+	}
+	e := harness.CNIError(t, err)
+	harness.MustContain(t, e.Msg, "10.1.7.0/29", "full")
+	if after := h.Snapshot(t); after != mid {
+		t.Fatalf("failed ADD left changes:\n%s", harness.Diff(mid, after))
+	}
+	extra.Do(t, func() error {
+		if extra.LinkExists(t, "eth0") {
+			return fmt.Errorf("eth0 left in the container")
+		}
+		return nil
+	})
+	cs[0].MustReach(t, ips[3])
+}
+
+// An ADD that fails after the tenant was created for it takes the whole
+// tenant back: no bridge, rule or record is left that no container uses.
+func TestFailedFirstAddLeavesNothing(t *testing.T) {
+	t.Parallel()
+	h, _ := node(t)
+	before := h.Snapshot(t)
+	// IPAM plugin that does not exist: fails after bridge and rules are made.
+	conf := h.Conf(`{"name":"blue","bridge":"tnt-blue","ipam":{"type":"tenantnet-nosuch","subnet":"10.1.1.0/24"}}`)
+	c := harness.NewContainer(t, "c1")
+	if _, err := h.TryAdd(conf, c, ""); err == nil {
+		t.Fatal("ADD with a missing IPAM plugin succeeded")
+	}
+	if after := h.Snapshot(t); after != before {
+		t.Fatalf("failed ADD left changes:\n%s", harness.Diff(before, after))
+	}
+	// The container side is taken too: here the name is already taken in the container.
+	c2 := harness.NewContainer(t, "c2")
+	harness.Veth(t, c2.NS, "eth0", c2.NS, "other0")
+	good := tenantConf(h, "blue", "tnt-blue", "10.1.1.0/24", "")
+	_, err := h.TryAdd(good, c2, "")
+	if err == nil {
+		t.Fatal("ADD into a container that has eth0 already succeeded")
+	}
+	harness.MustContain(t, err.Error(), "eth0")
+	if after := h.Snapshot(t); after != before {
+		t.Fatalf("failed ADD left changes:\n%s", harness.Diff(before, after))
+	}
+	if n := reservations(t, h, "blue"); n != 0 {
+		t.Fatalf("%d reservations left", n)
+	}
+}

@@ -1,0 +1,142 @@
+package harness
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"testing"
+	"time"
+
+	"golang.org/x/net/icmp"
+	"golang.org/x/net/ipv4"
+	"golang.org/x/net/ipv6"
+)
+
+// Ping sends ICMP echo requests from inside n to dst until one is answered
+// or tries run out (each waits wait). It needs no ping binary, so it runs
+// the same in the VM.
+func (n *NS) Ping(dst string, tries int, wait time.Duration) error {
+	ip := net.ParseIP(dst)
+	if ip == nil {
+		return fmt.Errorf("bad address %q", dst)
+	}
+	var err error
+	for i := 0; i < tries; i++ {
+		if err = n.Run(func() error { return echo(ip, i, wait) }); err == nil {
+			return nil
+		}
+	}
+	return err
+}
+
+func echo(ip net.IP, seq int, wait time.Duration) error {
+	network, proto := "ip4:icmp", 1
+	var typ icmp.Type = ipv4.ICMPTypeEcho
+	if ip.To4() == nil {
+		network, proto, typ = "ip6:ipv6-icmp", 58, ipv6.ICMPTypeEchoRequest
+	}
+	c, err := icmp.ListenPacket(network, "")
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	id := os.Getpid() & 0xffff
+	msg := icmp.Message{Type: typ, Body: &icmp.Echo{ID: id, Seq: seq, Data: []byte("tenantnet")}}
+	b, err := msg.Marshal(nil)
+	if err != nil {
+		return err
+	}
+	if _, err := c.WriteTo(b, &net.IPAddr{IP: ip}); err != nil {
+		return err
+	}
+	deadline := time.Now().Add(wait)
+	buf := make([]byte, 1500)
+	for {
+		_ = c.SetReadDeadline(deadline)
+		nr, peer, err := c.ReadFrom(buf)
+		if err != nil {
+			return fmt.Errorf("no echo reply from %s: %w", ip, err)
+		}
+		m, err := icmp.ParseMessage(proto, buf[:nr])
+		if err != nil {
+			continue
+		}
+		if e, ok := m.Body.(*icmp.Echo); ok && (m.Type == ipv4.ICMPTypeEchoReply || m.Type == ipv6.ICMPTypeEchoReply) &&
+			e.ID == id && e.Seq == seq && peer.(*net.IPAddr).IP.Equal(ip) {
+			return nil
+		}
+	}
+}
+
+// MustReach fails t unless n can ping dst.
+func (n *NS) MustReach(t testing.TB, dst string) {
+	t.Helper()
+	if err := n.Ping(dst, 5, time.Second); err != nil {
+		t.Fatalf("%s cannot reach %s: %v", n.Name, dst, err)
+	}
+}
+
+// MustNotReach fails t if n can ping dst.
+func (n *NS) MustNotReach(t testing.TB, dst string) {
+	t.Helper()
+	if err := n.Ping(dst, 2, 700*time.Millisecond); err == nil {
+		t.Fatalf("%s reached %s; it must not", n.Name, dst)
+	}
+}
+
+// Server is a TCP listener inside a namespace that tells each client the
+// address it saw the client come from (to prove NAT).
+type Server struct {
+	l net.Listener
+}
+
+// Serve listens on addr (host:port) inside n until the test ends.
+func (n *NS) Serve(t testing.TB, addr string) *Server {
+	t.Helper()
+	var l net.Listener
+	n.Do(t, func() error {
+		var err error
+		l, err = net.Listen("tcp", addr)
+		return err
+	})
+	s := &Server{l: l}
+	t.Cleanup(func() { l.Close() })
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			_, _ = c.Write([]byte(c.RemoteAddr().(*net.TCPAddr).IP.String() + "\n"))
+			c.Close()
+		}
+	}()
+	return s
+}
+
+// Dial connects from inside n to addr and returns the source address the
+// server saw.
+func (n *NS) Dial(addr string, timeout time.Duration) (string, error) {
+	var c net.Conn
+	err := n.Run(func() error {
+		var err error
+		c, err = net.DialTimeout("tcp", addr, timeout)
+		return err
+	})
+	if err != nil {
+		return "", err
+	}
+	defer c.Close()
+	_ = c.SetReadDeadline(time.Now().Add(timeout))
+	buf := make([]byte, 64)
+	nr, err := c.Read(buf)
+	if err != nil && !errors.Is(err, os.ErrDeadlineExceeded) && nr == 0 {
+		return "", err
+	}
+	s := string(buf[:nr])
+	if len(s) > 0 && s[len(s)-1] == '\n' {
+		s = s[:len(s)-1]
+	}
+	return s, nil
+}

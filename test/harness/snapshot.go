@@ -1,0 +1,135 @@
+package harness
+
+import (
+	"fmt"
+	"os/exec"
+	"regexp"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
+)
+
+// Snapshot renders what tenantnet may change in a namespace: links, their
+// addresses, routes in every table, and the iptables and nftables rulesets
+// (counters and handles removed). Two snapshots are equal when the host is
+// as it was.
+func (n *NS) Snapshot(t testing.TB) string {
+	t.Helper()
+	var b strings.Builder
+	n.settle(t)
+	n.Do(t, func() error {
+		links, err := netlink.LinkList()
+		if err != nil {
+			return err
+		}
+		byIndex := map[int]string{}
+		for _, l := range links {
+			byIndex[l.Attrs().Index] = l.Attrs().Name
+		}
+		var lines []string
+		for _, l := range links {
+			a := l.Attrs()
+			up := a.Flags&(1<<0) != 0
+			lines = append(lines, fmt.Sprintf("link %s type=%s master=%s mtu=%d up=%v mac=%s",
+				a.Name, l.Type(), byIndex[a.MasterIndex], a.MTU, up, a.HardwareAddr))
+			addrs, err := netlink.AddrList(l, netlink.FAMILY_ALL)
+			if err != nil {
+				return err
+			}
+			for _, ad := range addrs {
+				lines = append(lines, fmt.Sprintf("addr %s %s scope=%d", a.Name, ad.IPNet, ad.Scope))
+			}
+		}
+		routes, err := netlink.RouteListFiltered(netlink.FAMILY_ALL, &netlink.Route{Table: unix.RT_TABLE_UNSPEC}, netlink.RT_FILTER_TABLE)
+		if err != nil {
+			return err
+		}
+		for _, r := range routes {
+			lines = append(lines, fmt.Sprintf("route table=%d dst=%v gw=%v dev=%s proto=%d scope=%d metric=%d",
+				r.Table, r.Dst, r.Gw, byIndex[r.LinkIndex], r.Protocol, r.Scope, r.Priority))
+		}
+		sort.Strings(lines)
+		b.WriteString(strings.Join(lines, "\n"))
+		b.WriteString("\n")
+		for _, cmd := range [][]string{{"iptables-save"}, {"ip6tables-save"}, {"nft", "list", "ruleset"}} {
+			out, err := exec.Command(cmd[0], cmd[1:]...).CombinedOutput()
+			if err != nil {
+				return fmt.Errorf("%s: %v\n%s", cmd[0], err, out)
+			}
+			b.WriteString(normalizeRules(string(out)))
+		}
+		return nil
+	})
+	return b.String()
+}
+
+var (
+	counters = regexp.MustCompile(`\[\d+:\d+\]`)
+	nftCount = regexp.MustCompile(`counter packets \d+ bytes \d+`)
+	handle   = regexp.MustCompile(` # handle \d+`)
+)
+
+func normalizeRules(s string) string {
+	var out []string
+	for _, l := range strings.Split(s, "\n") {
+		if strings.HasPrefix(l, "#") || strings.TrimSpace(l) == "" {
+			continue
+		}
+		l = counters.ReplaceAllString(l, "[0:0]")
+		l = nftCount.ReplaceAllString(l, "counter")
+		l = handle.ReplaceAllString(l, "")
+		out = append(out, l)
+	}
+	return strings.Join(out, "\n") + "\n"
+}
+
+// Diff shows the lines that differ between two snapshots.
+func Diff(a, b string) string {
+	in := func(s string) map[string]int {
+		m := map[string]int{}
+		for _, l := range strings.Split(s, "\n") {
+			m[l]++
+		}
+		return m
+	}
+	ma, mb := in(a), in(b)
+	var d []string
+	for l, c := range ma {
+		if mb[l] < c {
+			d = append(d, "- "+l)
+		}
+	}
+	for l, c := range mb {
+		if ma[l] < c {
+			d = append(d, "+ "+l)
+		}
+	}
+	sort.Strings(d)
+	return strings.Join(d, "\n")
+}
+
+// settle waits until no address is tentative: IPv6 duplicate address
+// detection adds local routes about a second after a link comes up, and a
+// snapshot must not catch it half-way.
+func (n *NS) settle(t testing.TB) {
+	t.Helper()
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		tentative := false
+		n.Do(t, func() error {
+			addrs, err := netlink.AddrList(nil, netlink.FAMILY_V6)
+			for _, a := range addrs {
+				if a.Flags&unix.IFA_F_TENTATIVE != 0 {
+					tentative = true
+				}
+			}
+			return err
+		})
+		if !tentative {
+			return
+		}
+	}
+}
