@@ -12,6 +12,7 @@ import (
 	"github.com/containernetworking/plugins/pkg/netlinksafe"
 	"github.com/containernetworking/plugins/pkg/ns"
 	"github.com/containernetworking/plugins/pkg/utils/sysctl"
+	"github.com/vishvananda/netlink"
 
 	"github.com/tenantnet/tenantnet/pkg/garp"
 	"github.com/tenantnet/tenantnet/pkg/ipx"
@@ -60,6 +61,26 @@ func Check(netns ns.NetNS, ifName string, res *current.Result) error {
 		if err := ip.ValidateExpectedInterfaceIPs(ifName, res.IPs); err != nil {
 			return err
 		}
-		return ip.ValidateExpectedRoute(res.Routes)
+		routes, err := netlinksafe.RouteList(link, netlink.FAMILY_ALL)
+		if err != nil {
+			return fmt.Errorf("list routes of %s: %w", ifName, err)
+		}
+		for _, want := range res.Routes {
+			found := false
+			for _, r := range routes {
+				dst := "0.0.0.0/0"
+				if want.Dst.IP.To4() == nil {
+					dst = "::/0"
+				}
+				if r.Dst != nil {
+					dst = r.Dst.String()
+				}
+				found = found || (dst == want.Dst.String() && (want.GW == nil || want.GW.Equal(r.Gw)))
+			}
+			if !found {
+				return fmt.Errorf("route to %s via %v is missing from %s", want.Dst.String(), want.GW, ifName)
+			}
+		}
+		return nil
 	})
 }

@@ -279,17 +279,17 @@ func (r *Range) hasFree() bool {
 func (r *Range) Usable(addr netip.Addr) error {
 	switch {
 	case !r.Subnet.Contains(addr):
-		return fmt.Errorf("%s is not in subnet %s", addr, r.Subnet)
+		return fmt.Errorf("it is not in subnet %s", r.Subnet)
 	case addr == r.Subnet.Addr():
-		return fmt.Errorf("%s is the network address of %s", addr, r.Subnet)
+		return fmt.Errorf("it is the network address of %s", r.Subnet)
 	case addr.Is4() && addr == lastAddr(r.Subnet):
-		return fmt.Errorf("%s is the broadcast address of %s", addr, r.Subnet)
+		return fmt.Errorf("it is the broadcast address of %s", r.Subnet)
 	case addr == r.Gateway:
-		return fmt.Errorf("%s is the gateway of %s", addr, r.Subnet)
+		return fmt.Errorf("it is the gateway of %s", r.Subnet)
 	}
 	for _, e := range r.Exclude {
 		if e.Contains(addr) {
-			return fmt.Errorf("%s is excluded (%s)", addr, e)
+			return fmt.Errorf("it is excluded (%s)", e)
 		}
 	}
 	return nil
@@ -349,13 +349,13 @@ func (c *Config) CheckRequests(reqs []rtargs.IP) error {
 	for _, req := range reqs {
 		r := c.RangeFor(req.Addr)
 		if r == nil {
-			return cnierr.Config("ips", "%s is %s but this network has no %s subnet", req.Addr, family(req.Addr), family(req.Addr))
+			return cnierr.Config(req.From, "%s is %s but this network has no %s subnet", req.Addr, family(req.Addr), family(req.Addr))
 		}
 		if req.Bits >= 0 && req.Bits != r.Subnet.Bits() {
-			return cnierr.Config("ips", "%s/%d: the prefix length must be that of subnet %s", req.Addr, req.Bits, r.Subnet)
+			return cnierr.Config(req.From, "%s/%d: the prefix length must be that of subnet %s", req.Addr, req.Bits, r.Subnet)
 		}
 		if err := r.Usable(req.Addr); err != nil {
-			return cnierr.Config("ips", "cannot hand out %v", err)
+			return cnierr.Config(req.From, "%s cannot be handed out: %v", req.Addr, err)
 		}
 	}
 	return nil

@@ -240,7 +240,7 @@ func (s *Store) pick(o Owner, r *ipamconf.Range, requested []netip.Addr) (netip.
 			continue
 		}
 		if err := r.Usable(a); err != nil {
-			return a, types.NewError(types.ErrInvalidNetworkConfig, fmt.Sprintf("ips: cannot hand out %v", err), "")
+			return a, types.NewError(types.ErrInvalidNetworkConfig, fmt.Sprintf("requested address %s cannot be handed out: %v", a, err), "")
 		}
 		h, _, ok, err := s.holder(a)
 		if err != nil {
@@ -248,7 +248,7 @@ func (s *Store) pick(o Owner, r *ipamconf.Range, requested []netip.Addr) (netip.
 		}
 		if ok && h != o {
 			return a, types.NewError(types.ErrInvalidNetworkConfig,
-				fmt.Sprintf("ips: %s is already in use by container %s; pick another address or remove that container", a, h), "")
+				fmt.Sprintf("requested address %s is already in use by container %s; pick another address or remove that container", a, h), "")
 		}
 		return a, nil
 	}

@@ -24,6 +24,7 @@ type Requests struct {
 type IP struct {
 	Addr netip.Addr
 	Bits int
+	From string // where it was asked for ("CNI_ARGS IP", "runtimeConfig.ips"...), for messages
 }
 
 type stdin struct {
@@ -87,7 +88,7 @@ func Parse(config []byte, cniArgs string) (*Requests, error) {
 		if s == "" {
 			continue
 		}
-		req := IP{Bits: -1}
+		req := IP{Bits: -1, From: ipsFrom}
 		if a, err := netip.ParseAddr(s); err == nil {
 			req.Addr = a
 		} else if p, err := netip.ParsePrefix(s); err == nil {

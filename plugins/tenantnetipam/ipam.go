@@ -154,7 +154,7 @@ func cmdCheck(args *skel.CmdArgs) error {
 		return err
 	}
 	if len(held) == 0 {
-		return fmt.Errorf("tenantnet-ipam: container %s holds no address in network %s", owner, n.Name)
+		return fmt.Errorf("container %s holds no address in network %s", owner, n.Name)
 	}
 	if n.RawPrevResult == nil {
 		return nil
@@ -180,7 +180,7 @@ func cmdCheck(args *skel.CmdArgs) error {
 			found = found || h == a
 		}
 		if !found {
-			return fmt.Errorf("tenantnet-ipam: %s is in the result of container %s but not reserved for it (it holds %v)", a, owner, held)
+			return fmt.Errorf("%s is in the result of container %s but not reserved for it (it holds %v)", a, owner, held)
 		}
 	}
 	return nil

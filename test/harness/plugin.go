@@ -12,6 +12,8 @@ import (
 
 	"github.com/containernetworking/cni/pkg/types"
 	current "github.com/containernetworking/cni/pkg/types/100"
+
+	"github.com/tenantnet/tenantnet/pkg/veth"
 )
 
 // BuildBinaries returns a directory holding the plugin binaries: the one in
@@ -253,3 +255,9 @@ func MustContain(t testing.TB, s string, parts ...string) {
 		}
 	}
 }
+
+// HostVeth is the host end of a container's veth (the plugin's naming rule).
+func HostVeth(c *Container) string { return veth.HostName(c.ID, c.IfName) }
+
+// Backend is the firewall backend the suite runs against.
+func Backend() string { return os.Getenv("TENANTNET_TEST_BACKEND") }

@@ -1,0 +1,127 @@
+package e2e
+
+import (
+	"net"
+	"strings"
+	"testing"
+
+	"github.com/tenantnet/tenantnet/test/harness"
+)
+
+// Flat mode (nova's flat_interface): no VLAN, the trunk itself joins the
+// bridge, and its addresses and routes move to the bridge and back.
+func TestFlatModeMovesAndRestoresTrunkAddresses(t *testing.T) {
+	t.Parallel()
+	h, _ := node(t)
+	lan := harness.NewNS(t, "lan")
+	harness.Veth(t, h.NS, "trunk0", lan, "eth0")
+	harness.Addr(t, h.NS, "trunk0", "192.168.50.10/24")
+	harness.Addr(t, lan, "eth0", "192.168.50.1/24")
+	harness.Addr(t, lan, "eth0", "10.1.8.250/24") // a machine on the flat network
+	harness.Route(t, h.NS, "default", "192.168.50.1", "trunk0")
+	harness.Route(t, h.NS, "10.99.0.0/16", "192.168.50.254", "trunk0")
+	trunkMAC := h.Link(t, "trunk0").Attrs().HardwareAddr.String()
+	before := h.Snapshot(t)
+
+	conf := h.Conf(`{"name":"flat","trunk":"trunk0","bridge":"tnt-flat","ipam":{"subnet":"10.1.8.0/24","rangeEnd":"10.1.8.200"}}`)
+	c := harness.NewContainer(t, "c1")
+	ip := harness.IP(t, h.Add(conf, c))
+
+	br := h.Link(t, "tnt-flat")
+	if got := br.Attrs().HardwareAddr.String(); got != trunkMAC {
+		t.Fatalf("bridge MAC %s, want the trunk's %s (the host keeps its identity on the wire)", got, trunkMAC)
+	}
+	if h.Link(t, "trunk0").Attrs().MasterIndex != br.Attrs().Index {
+		t.Fatal("trunk0 is not a port of the bridge")
+	}
+	if got := h.Addrs(t, "trunk0"); len(got) != 0 {
+		t.Fatalf("trunk0 still has addresses %v", got)
+	}
+	addrs := h.Addrs(t, "tnt-flat")
+	if len(addrs) != 2 || addrs[0].String() != "192.168.50.10/24" || addrs[1].String() != "10.1.8.1/24" {
+		t.Fatalf("bridge addresses %v, want 192.168.50.10/24 then 10.1.8.1/24", addrs)
+	}
+	routes := h.Sh(t, "ip", "route")
+	for _, want := range []string{"default via 192.168.50.1 dev tnt-flat", "10.99.0.0/16 via 192.168.50.254 dev tnt-flat"} {
+		if !strings.Contains(routes, want) {
+			t.Fatalf("route %q not moved to the bridge:\n%s", want, routes)
+		}
+	}
+	h.MustReach(t, "192.168.50.1") // the host's own connectivity survives
+	c.MustReach(t, "10.1.8.250")   // the container is on the flat network itself
+	lan.MustReach(t, ip)
+
+	h.Del(conf, c)
+	if after := h.Snapshot(t); after != before {
+		t.Fatalf("trunk not given back exactly:\n%s", harness.Diff(before, after))
+	}
+	h.MustReach(t, "192.168.50.1")
+}
+
+func TestMTUAppliesToBridgeAndBothVethEnds(t *testing.T) {
+	t.Parallel()
+	h, _ := node(t)
+	conf := tenantConf(h, "blue", "tnt-blue", "10.1.1.0/24", `,"mtu":1400`)
+	c := harness.NewContainer(t, "c1")
+	res := h.Add(conf, c)
+	for _, l := range []struct {
+		ns   *harness.NS
+		name string
+	}{{h.NS, "tnt-blue"}, {h.NS, harness.HostVeth(c)}, {c.NS, "eth0"}} {
+		if mtu := l.ns.Link(t, l.name).Attrs().MTU; mtu != 1400 {
+			t.Fatalf("%s has mtu %d, want 1400", l.name, mtu)
+		}
+	}
+	if res.Interfaces[2].Mtu != 1400 {
+		t.Fatalf("result reports mtu %d", res.Interfaces[2].Mtu)
+	}
+}
+
+func TestStaticAddressesAndMAC(t *testing.T) {
+	t.Parallel()
+	h, _ := node(t)
+	conf := tenantConf(h, "blue", "tnt-blue", "10.1.1.0/24", `,"ipam":{"subnet":"10.1.1.0/24","rangeStart":"10.1.1.100"}`)
+
+	// podman: CNI_ARGS IP= and MAC=, a static address below the dynamic range.
+	c1 := harness.NewContainer(t, "c1")
+	res, err := h.TryAdd(conf, c1, "IgnoreUnknown=1;K8S_POD_NAME=x;IP=10.1.1.50;MAC=02:11:22:33:44:55")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if harness.IP(t, res) != "10.1.1.50" || res.Interfaces[2].Mac != "02:11:22:33:44:55" {
+		t.Fatalf("got %s %s", harness.IP(t, res), res.Interfaces[2].Mac)
+	}
+	if mac := c1.Link(t, "eth0").Attrs().HardwareAddr.String(); mac != "02:11:22:33:44:55" {
+		t.Fatalf("container MAC %s", mac)
+	}
+	// The ips and mac capabilities (runtimeConfig), and args.cni.
+	c2 := harness.NewContainer(t, "c2")
+	withRC := h.Conf(strings.Replace(string(conf), `"name":"blue"`, `"name":"blue","runtimeConfig":{"ips":["10.1.1.60/24"],"mac":"02:00:00:00:00:60"}`, 1))
+	if res := h.Add(withRC, c2); harness.IP(t, res) != "10.1.1.60" || res.Interfaces[2].Mac != "02:00:00:00:00:60" {
+		t.Fatalf("runtimeConfig: got %s %s", harness.IP(t, res), res.Interfaces[2].Mac)
+	}
+	c3 := harness.NewContainer(t, "c3")
+	withArgs := h.Conf(strings.Replace(string(conf), `"name":"blue"`, `"name":"blue","args":{"cni":{"ips":["10.1.1.70"]}}`, 1))
+	if res := h.Add(withArgs, c3); harness.IP(t, res) != "10.1.1.70" {
+		t.Fatalf("args.cni.ips: got %s", harness.IP(t, res))
+	}
+	c1.MustReach(t, "10.1.1.60")
+
+	// An address in use names its holder and changes nothing.
+	mid := h.Snapshot(t)
+	c4 := harness.NewContainer(t, "c4")
+	_, err = h.TryAdd(conf, c4, "IP=10.1.1.50")
+	if err == nil {
+		t.Fatal("two containers got 10.1.1.50")
+	}
+	harness.MustContain(t, err.Error(), "10.1.1.50", "already in use", c1.ID)
+	if after := h.Snapshot(t); after != mid {
+		t.Fatalf("failed ADD left changes:\n%s", harness.Diff(mid, after))
+	}
+	if _, err := h.TryAdd(conf, c4, "IP=10.1.1.1"); err == nil || !strings.Contains(err.Error(), "gateway") {
+		t.Fatalf("requesting the gateway: %v", err)
+	}
+	if got := net.ParseIP("10.1.1.50"); got == nil {
+		t.Fatal("unreachable")
+	}
+}
