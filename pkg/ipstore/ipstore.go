@@ -183,13 +183,15 @@ func (s *Store) Allocate(o Owner, c *ipamconf.Config, requested []netip.Addr) ([
 	}
 
 	var picked []netip.Addr
+	dynamic := map[netip.Addr]bool{}
 	for i := range c.Ranges {
 		r := &c.Ranges[i]
-		a, err := s.pick(o, r, requested)
+		a, static, err := s.pick(o, r, requested)
 		if err != nil {
 			return nil, err
 		}
 		picked = append(picked, a)
+		dynamic[a] = !static
 	}
 
 	strs := make([]string, len(picked))
@@ -208,8 +210,10 @@ func (s *Store) Allocate(o Owner, c *ipamconf.Config, requested []netip.Addr) ([
 			os.Remove(s.ownerPath(o))
 			return nil, types.NewError(types.ErrIOFailure, fmt.Sprintf("reserve %s: %v", a, err), "")
 		}
-		// Round-robin memory only: losing it to a crash costs a longer scan, nothing else.
-		_ = os.WriteFile(filepath.Join(s.dir, lastName(a)), []byte(a.String()), 0o600)
+		if dynamic[a] {
+			// Round-robin memory only: losing it to a crash costs a longer scan, nothing else.
+			_ = os.WriteFile(filepath.Join(s.dir, lastName(a)), []byte(a.String()), 0o600)
+		}
 	}
 	return picked, nil
 }
@@ -234,23 +238,23 @@ func lastName(a netip.Addr) string {
 	return "last-6"
 }
 
-func (s *Store) pick(o Owner, r *ipamconf.Range, requested []netip.Addr) (netip.Addr, error) {
+func (s *Store) pick(o Owner, r *ipamconf.Range, requested []netip.Addr) (a netip.Addr, static bool, err error) {
 	for _, a := range requested {
 		if a.Is4() != r.Subnet.Addr().Is4() {
 			continue
 		}
 		if err := r.Usable(a); err != nil {
-			return a, types.NewError(types.ErrInvalidNetworkConfig, fmt.Sprintf("requested address %s cannot be handed out: %v", a, err), "")
+			return a, true, types.NewError(types.ErrInvalidNetworkConfig, fmt.Sprintf("requested address %s cannot be handed out: %v", a, err), "")
 		}
 		h, _, ok, err := s.holder(a)
 		if err != nil {
-			return a, err
+			return a, true, err
 		}
 		if ok && h != o {
-			return a, types.NewError(types.ErrInvalidNetworkConfig,
+			return a, true, types.NewError(types.ErrInvalidNetworkConfig,
 				fmt.Sprintf("requested address %s is already in use by container %s; pick another address or remove that container", a, h), "")
 		}
-		return a, nil
+		return a, true, nil
 	}
 
 	start := r.Start
@@ -259,15 +263,15 @@ func (s *Store) pick(o Owner, r *ipamconf.Range, requested []netip.Addr) (netip.
 			start = last.Next()
 		}
 	}
-	a := start
+	a = start
 	for n := 0; n < maxScan; n++ {
 		if r.Usable(a) == nil {
 			_, err := os.Lstat(s.ipPath(a))
 			if errors.Is(err, fs.ErrNotExist) {
-				return a, nil
+				return a, false, nil
 			}
 			if err != nil {
-				return a, fmt.Errorf("check %s: %w", a, err)
+				return a, false, fmt.Errorf("check %s: %w", a, err)
 			}
 		}
 		if a == r.End {
@@ -279,7 +283,7 @@ func (s *Store) pick(o Owner, r *ipamconf.Range, requested []netip.Addr) (netip.
 			break
 		}
 	}
-	return netip.Addr{}, types.NewError(ErrExhausted,
+	return netip.Addr{}, false, types.NewError(ErrExhausted,
 		fmt.Sprintf("subnet %s is full: no free address in %s-%s; remove containers (DEL, GC) or widen rangeStart/rangeEnd", r.Subnet, r.Start, r.End), "")
 }
 

@@ -62,12 +62,19 @@ func CheckKeys(obj map[string]json.RawMessage, where string, allowed []string) *
 }
 
 func describe(err error, where string) *types.Error {
+	if where == "" {
+		where = "network config"
+	}
+	if strings.Contains(err.Error(), "unexpected end of JSON input") {
+		return cnierr.Decode("%s: truncated JSON: %v", where, err)
+	}
 	var te *json.UnmarshalTypeError
 	if errors.As(err, &te) {
 		field := te.Field
-		if field == "" {
+		switch {
+		case field == "":
 			field = where
-		} else if where != "" {
+		case where != "network config":
 			field = where + "." + field
 		}
 		return cnierr.Config(field, "expected %s, got a JSON %s", typeName(te.Type.Kind().String()), te.Value)
@@ -75,9 +82,6 @@ func describe(err error, where string) *types.Error {
 	var se *json.SyntaxError
 	if errors.As(err, &se) {
 		return cnierr.Decode("%s: invalid JSON at byte %d: %v", where, se.Offset, err)
-	}
-	if strings.Contains(err.Error(), "unexpected end of JSON input") {
-		return cnierr.Decode("%s: truncated JSON: %v", where, err)
 	}
 	return cnierr.Decode("%s: %v", where, err)
 }

@@ -281,7 +281,7 @@ func (c *Config) parseIPAM(raw json.RawMessage) error {
 	ipam, err := ipamconf.Parse(raw, c.Gateway, head.Type == ipamconf.TypeName)
 	if err != nil {
 		if head.Type != ipamconf.TypeName && head.Type != "" {
-			return fmt.Errorf("%w (tenantnet reads the tenant subnet from ipam.subnet or ipam.ranges, whatever the IPAM type)", err)
+			return cnierr.Wrap(fmt.Errorf("%w (tenantnet reads the tenant subnet from ipam.subnet or ipam.ranges, whatever the IPAM type)", err))
 		}
 		return err
 	}

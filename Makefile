@@ -1,0 +1,36 @@
+# tenantnet: `make demo` shows the model, `make test` runs every test tier.
+# Both need root (network namespaces) and install what they need themselves.
+SHELL := /bin/bash
+GO ?= go
+export CGO_ENABLED := 0
+BIN := $(CURDIR)/bin
+
+.PHONY: all build deps demo test test-host test-unit test-e2e test-vm test-clients bench clean
+
+all: build
+
+build:
+	$(GO) build -o $(BIN)/ ./cmd/...
+
+deps:
+	scripts/install-deps.sh
+
+demo: deps
+	scripts/demo.sh
+
+## test: every tier; a failure in any fails the run.
+test: test-host
+
+## test-host: unit tests and the end-to-end suite on this machine's kernel.
+test-host: test-unit test-e2e
+
+test-unit: deps
+	@echo "==== host tier: unit tests"
+	$(GO) test -count=1 ./pkg/... ./plugins/...
+
+test-e2e: deps build
+	@echo "==== host tier: end-to-end, iptables backend"
+	TENANTNET_BIN_DIR=$(BIN) TENANTNET_TEST_BACKEND=iptables $(GO) test -count=1 ./test/e2e/...
+
+clean:
+	rm -rf $(BIN)
