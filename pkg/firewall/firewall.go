@@ -8,6 +8,7 @@ import (
 	"fmt"
 
 	"github.com/tenantnet/tenantnet/pkg/firewall/iptables"
+	"github.com/tenantnet/tenantnet/pkg/firewall/nftables"
 	"github.com/tenantnet/tenantnet/pkg/tenant"
 )
 
@@ -32,14 +33,20 @@ func New(name string) (Backend, error) {
 	switch name {
 	case "iptables":
 		return iptables.New(), nil
+	case "nftables":
+		return nftables.New(), nil
 	}
 	return nil, fmt.Errorf("firewall backend %q is not available", name)
 }
 
-// Resolve picks the backend for "auto".
+// Resolve picks the backend for "auto": nftables where the kernel answers
+// nf_tables requests, iptables otherwise.
 func Resolve(name string) string {
-	if name == "auto" || name == "" {
-		return "iptables"
+	if name != "auto" && name != "" {
+		return name
 	}
-	return name
+	if nftables.New().Ready() == nil {
+		return "nftables"
+	}
+	return "iptables"
 }

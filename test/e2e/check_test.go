@@ -70,7 +70,7 @@ func hostVeth(c *harness.Container) string { return harness.HostVeth(c) }
 func deleteTenantRule(t *testing.T, h *harness.Host, bridge string) {
 	t.Helper()
 	if harness.Backend() == "nftables" {
-		harness.DeleteNFTRule(t, h.NS, bridge)
+		harness.BreakNFTTenant(t, h.NS, bridge)
 		return
 	}
 	h.Sh(t, "iptables", "-D", "TENANTNET-FORWARD", "-i", bridge, "-o", bridge, "-m", "comment", "--comment", "tenantnet:"+bridge, "-j", "ACCEPT")

@@ -1,0 +1,85 @@
+// Package nftables is tenantnet's nftables backend: one table, inet
+// tenantnet, written through netlink (no nft or iptables process) and
+// replaced whole in one atomic transaction whenever a tenant comes or goes.
+//
+// Isolation is a constant set of rules over named sets and a verdict map; a
+// tenant adds set elements, not rules. Only NAT has rules per tenant, because
+// each tenant has its own subnet, exemptions and source address.
+package nftables
+
+import (
+	"net/netip"
+	"slices"
+
+	"github.com/tenantnet/tenantnet/pkg/tenant"
+)
+
+// plan is the table's content, computed from the tenants without touching
+// the kernel, so it can be tested on its own.
+type plan struct {
+	bridges, isolated, nogw, routed []string
+	action                          map[string]string // bridge -> drop, reject or log
+	gw, isoGW                       []netip.Addr      // gateways of routed tenants; of isolated ones
+	ownGW                           []ownGW           // bridge . gateway: a tenant may reach its own
+	nat                             []natRule
+}
+
+type ownGW struct {
+	bridge string
+	addr   netip.Addr
+}
+
+// natRule is one tenant subnet's translation, in nova's order: exemptions,
+// then nothing inside the subnet unless DNATed, then SNAT or MASQUERADE.
+type natRule struct {
+	bridge string
+	subnet netip.Prefix
+	exempt []netip.Prefix
+	out    string
+	snat   netip.Addr
+}
+
+func makePlan(ts []tenant.Spec) plan {
+	p := plan{action: map[string]string{}}
+	for _, t := range ts {
+		p.bridges = append(p.bridges, t.Bridge)
+		p.action[t.Bridge] = t.Drop
+		if t.Isolated {
+			p.isolated = append(p.isolated, t.Bridge)
+		}
+		if !t.Routed {
+			p.nogw = append(p.nogw, t.Bridge)
+			continue
+		}
+		p.routed = append(p.routed, t.Bridge)
+		for _, gw := range t.Gateways {
+			p.gw = append(p.gw, gw)
+			p.ownGW = append(p.ownGW, ownGW{t.Bridge, gw})
+			if t.Isolated {
+				p.isoGW = append(p.isoGW, gw)
+			}
+		}
+		if t.NAT == nil {
+			continue
+		}
+		for _, s := range t.Subnets {
+			r := natRule{bridge: t.Bridge, subnet: s, out: t.NAT.OutInterface}
+			for _, e := range t.NAT.Exempt {
+				if e.Addr().Is4() == s.Addr().Is4() {
+					r.exempt = append(r.exempt, e)
+				}
+			}
+			if t.NAT.SourceIP.IsValid() && t.NAT.SourceIP.Is4() == s.Addr().Is4() {
+				r.snat = t.NAT.SourceIP
+			}
+			p.nat = append(p.nat, r)
+		}
+	}
+	// Gateways may repeat across switched-only tenants that reuse subnets;
+	// a set holds each once.
+	slices.SortFunc(p.gw, func(a, b netip.Addr) int { return a.Compare(b) })
+	p.gw = slices.Compact(p.gw)
+	slices.SortFunc(p.isoGW, func(a, b netip.Addr) int { return a.Compare(b) })
+	p.isoGW = slices.Compact(p.isoGW)
+	return p
+}
