@@ -3,6 +3,7 @@ package tenantnet
 import (
 	"errors"
 	"fmt"
+	"os"
 	"net/netip"
 	"slices"
 
@@ -236,6 +237,13 @@ func (hs *host) ensure(c *netconf.Config, want *state.Tenant) error {
 	if err := hs.st.WriteTenant(&next); err != nil {
 		return cnierr.IO("write tenant record: %v", err)
 	}
+	// Runtimes keep a plugin's stderr in their logs: say once per tenant
+	// what was built and with which firewall.
+	verb := "set up"
+	if rec != nil {
+		verb = "updated"
+	}
+	fmt.Fprintf(os.Stderr, "tenantnet: tenant %s (network %s, %s mode) %s; firewall: %s\n", c.Bridge, c.Name, c.Mode(), verb, fw.Name())
 	return nil
 }
 
@@ -420,6 +428,7 @@ func (hs *host) teardown(rec *state.Tenant, others []*state.Tenant) error {
 	if err := hs.st.RemoveTenant(rec.Spec.Bridge); err != nil {
 		return cnierr.IO("remove tenant record: %v", err)
 	}
+	fmt.Fprintf(os.Stderr, "tenantnet: tenant %s (network %s) removed from this host; firewall: %s\n", rec.Spec.Bridge, rec.Network, fw.Name())
 	if len(others) == 0 {
 		return hs.st.RemoveHost()
 	}
