@@ -11,6 +11,7 @@ import (
 	"net/netip"
 
 	"github.com/containernetworking/plugins/pkg/netlinksafe"
+	"github.com/containernetworking/plugins/pkg/utils/sysctl"
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netlink/nl"
 	"golang.org/x/sys/unix"
@@ -69,6 +70,13 @@ func Ensure(h netlinksafe.Handle, s Spec) (br netlink.Link, created bool, err er
 			}
 		} else {
 			created = true
+			// Answer ARP on a tenant bridge only for that bridge's own
+			// addresses: by default Linux answers for every local address on
+			// every link, which tells a tenant about the host's other
+			// tenants and lets a switched-only tenant resolve the host.
+			if _, err := sysctl.Sysctl("net/ipv4/conf/"+s.Name+"/arp_ignore", "1"); err != nil {
+				return nil, created, fmt.Errorf("set arp_ignore on bridge %s: %w", s.Name, err)
+			}
 		}
 	}
 	br, err = h.LinkByName(s.Name)

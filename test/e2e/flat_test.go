@@ -4,6 +4,7 @@ import (
 	"net"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/tenantnet/tenantnet/test/harness"
 )
@@ -123,5 +124,30 @@ func TestStaticAddressesAndMAC(t *testing.T) {
 	}
 	if got := net.ParseIP("10.1.1.50"); got == nil {
 		t.Fatal("unreachable")
+	}
+}
+
+// nova's "setfd 0; stp off": a port forwards the moment a container is
+// plugged in; the gateway MAC is pinned; ARP is answered only for the
+// bridge's own addresses.
+func TestBridgeIsReadyAtOnce(t *testing.T) {
+	t.Parallel()
+	h, _ := node(t)
+	conf := tenantConf(h, "blue", "tnt-blue", "10.1.1.0/24", "")
+	c1 := harness.NewContainer(t, "c1")
+	h.Add(conf, c1)
+	harness.MustContain(t, h.Sh(t, "ip", "-d", "link", "show", "tnt-blue"), "forward_delay 0", "stp_state 0")
+	if v := strings.TrimSpace(h.Sh(t, "sysctl", "-n", "net.ipv4.conf.tnt-blue.arp_ignore")); v != "1" {
+		t.Fatalf("arp_ignore on the bridge is %s", v)
+	}
+	mac := h.Link(t, "tnt-blue").Attrs().HardwareAddr.String()
+	c2 := harness.NewContainer(t, "c2")
+	h.Add(conf, c2)
+	if got := h.Link(t, "tnt-blue").Attrs().HardwareAddr.String(); got != mac {
+		t.Fatalf("bridge MAC changed from %s to %s when a port was added", mac, got)
+	}
+	// The very first packet after ADD gets through: no listening/learning delay.
+	if err := c2.Ping("10.1.1.1", 1, time.Second); err != nil {
+		t.Fatalf("first ping after ADD: %v", err)
 	}
 }
