@@ -182,12 +182,9 @@ func AddAddrs(h netlinksafe.Handle, br netlink.Link, addrs []netip.Prefix) (adde
 
 // DelAddrs removes addrs from the bridge; an address already gone is fine.
 func DelAddrs(h netlinksafe.Handle, bridge string, addrs []netip.Prefix) error {
-	br, err := h.LinkByName(bridge)
-	if err != nil {
-		if netlinkx.NotFound(err) {
-			return nil
-		}
-		return fmt.Errorf("look up bridge %s: %w", bridge, err)
+	br, err := netlinkx.Lookup(h, bridge)
+	if err != nil || br == nil {
+		return err
 	}
 	for _, a := range addrs {
 		ipn := ipx.IPNet(a)
@@ -220,33 +217,14 @@ func HasAddrs(h netlinksafe.Handle, br netlink.Link, addrs []netip.Prefix) error
 
 // Remove deletes the bridge; gone already is fine.
 func Remove(h netlinksafe.Handle, name string) error {
-	link, err := h.LinkByName(name)
-	if err != nil {
-		if netlinkx.NotFound(err) {
-			return nil
-		}
-		return fmt.Errorf("look up bridge %s: %w", name, err)
-	}
-	if _, ok := link.(*netlink.Bridge); !ok {
-		return nil
-	}
-	if err := h.LinkDel(link); err != nil && !netlinkx.NotFound(err) {
-		return fmt.Errorf("delete bridge %s: %w", name, err)
-	}
-	return nil
+	return netlinkx.DeleteIf(h, name, func(l netlink.Link) bool { _, ok := l.(*netlink.Bridge); return ok })
 }
 
 // Release takes port out of its bridge (flat mode teardown gives the trunk back).
 func Release(h netlinksafe.Handle, port string) error {
-	link, err := h.LinkByName(port)
-	if err != nil {
-		if netlinkx.NotFound(err) {
-			return nil
-		}
-		return fmt.Errorf("look up %s: %w", port, err)
-	}
-	if link.Attrs().MasterIndex == 0 {
-		return nil
+	link, err := netlinkx.Lookup(h, port)
+	if err != nil || link == nil || link.Attrs().MasterIndex == 0 {
+		return err
 	}
 	if err := h.LinkSetNoMaster(link); err != nil {
 		return fmt.Errorf("release %s from its bridge: %w", port, err)

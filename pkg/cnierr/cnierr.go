@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/containernetworking/cni/pkg/skel"
 	"github.com/containernetworking/cni/pkg/types"
 )
 
@@ -55,4 +56,15 @@ func Wrap(err error) *types.Error {
 		return types.NewError(e.Code, err.Error(), e.Details)
 	}
 	return types.NewError(types.ErrInternal, err.Error(), "")
+}
+
+// Handler adapts a command handler for skel so that a wrapped CNI error keeps
+// its code and its whole message.
+func Handler(f func(*skel.CmdArgs) error) func(*skel.CmdArgs) error {
+	return func(a *skel.CmdArgs) error {
+		if err := f(a); err != nil {
+			return Wrap(err)
+		}
+		return nil
+	}
 }

@@ -35,6 +35,7 @@ import (
 	"github.com/containernetworking/cni/pkg/types"
 
 	"github.com/tenantnet/tenantnet/pkg/flock"
+	"github.com/tenantnet/tenantnet/pkg/fsx"
 	"github.com/tenantnet/tenantnet/pkg/ipamconf"
 )
 
@@ -299,12 +300,12 @@ func (s *Store) Release(o Owner) error {
 			return err
 		}
 		if held && h == o {
-			if err := os.Remove(s.ipPath(a)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			if err := fsx.Remove(s.ipPath(a)); err != nil {
 				return fmt.Errorf("release %s: %w", a, err)
 			}
 		}
 	}
-	if err := os.Remove(s.ownerPath(o)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+	if err := fsx.Remove(s.ownerPath(o)); err != nil {
 		return fmt.Errorf("remove owner record of %s: %w", o, err)
 	}
 	return nil
@@ -312,7 +313,7 @@ func (s *Store) Release(o Owner) error {
 
 // Owners lists every owner with a record (for GC).
 func (s *Store) Owners() ([]Owner, error) {
-	names, err := readNames(filepath.Join(s.dir, "owners"))
+	names, err := fsx.Names(filepath.Join(s.dir, "owners"))
 	if err != nil {
 		return nil, err
 	}
@@ -327,7 +328,7 @@ func (s *Store) Owners() ([]Owner, error) {
 
 // Reserved lists every reserved address with its holder.
 func (s *Store) Reserved() (map[netip.Addr]Owner, error) {
-	names, err := readNames(filepath.Join(s.dir, "ips"))
+	names, err := fsx.Names(filepath.Join(s.dir, "ips"))
 	if err != nil {
 		return nil, err
 	}
@@ -344,18 +345,6 @@ func (s *Store) Reserved() (map[netip.Addr]Owner, error) {
 	return out, nil
 }
 
-func readNames(dir string) ([]string, error) {
-	f, err := os.Open(dir)
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	return f.Readdirnames(-1)
-}
-
 // sweepOtherBoots removes reservations made before the last reboot. It reads
 // every record, but only once per boot.
 func (s *Store) sweepOtherBoots() error {
@@ -363,7 +352,7 @@ func (s *Store) sweepOtherBoots() error {
 	if b, err := os.ReadFile(bootFile); err == nil && string(b) == s.bootID {
 		return nil
 	}
-	names, err := readNames(filepath.Join(s.dir, "ips"))
+	names, err := fsx.Names(filepath.Join(s.dir, "ips"))
 	if err != nil {
 		return fmt.Errorf("sweep reservations: %w", err)
 	}
@@ -374,7 +363,7 @@ func (s *Store) sweepOtherBoots() error {
 			os.Remove(p)
 		}
 	}
-	names, err = readNames(filepath.Join(s.dir, "owners"))
+	names, err = fsx.Names(filepath.Join(s.dir, "owners"))
 	if err != nil {
 		return fmt.Errorf("sweep owner records: %w", err)
 	}
@@ -412,7 +401,7 @@ func (s *Store) GC(valid map[Owner]bool) error {
 	}
 	for a, o := range held {
 		if !valid[o] {
-			if err := os.Remove(s.ipPath(a)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			if err := fsx.Remove(s.ipPath(a)); err != nil {
 				return fmt.Errorf("release %s: %w", a, err)
 			}
 		}

@@ -24,6 +24,7 @@ import (
 	"strings"
 
 	"github.com/tenantnet/tenantnet/pkg/flock"
+	"github.com/tenantnet/tenantnet/pkg/fsx"
 	"github.com/tenantnet/tenantnet/pkg/tenant"
 	"github.com/tenantnet/tenantnet/pkg/uplink"
 )
@@ -125,7 +126,7 @@ func (d Dir) ReadHost() (Host, error) {
 func (d Dir) WriteHost(h Host) error { return writeJSON(filepath.Join(d.Root, "host.json"), h) }
 
 // RemoveHost removes the host record (no tenants left).
-func (d Dir) RemoveHost() error { return removeFile(filepath.Join(d.Root, "host.json")) }
+func (d Dir) RemoveHost() error { return fsx.Remove(filepath.Join(d.Root, "host.json")) }
 
 // ReadTenant returns the tenant on bridge, or nil.
 func (d Dir) ReadTenant(bridge string) (*Tenant, error) {
@@ -142,11 +143,11 @@ func (d Dir) WriteTenant(t *Tenant) error { return writeJSON(d.tenantPath(t.Spec
 
 // RemoveTenant removes a tenant record (its lock file stays: removing a
 // lock file others may be waiting on would split them onto two locks).
-func (d Dir) RemoveTenant(bridge string) error { return removeFile(d.tenantPath(bridge)) }
+func (d Dir) RemoveTenant(bridge string) error { return fsx.Remove(d.tenantPath(bridge)) }
 
 // Tenants returns every tenant record on the host.
 func (d Dir) Tenants() ([]*Tenant, error) {
-	names, err := readNames(filepath.Join(d.Root, "tenants"))
+	names, err := fsx.Names(filepath.Join(d.Root, "tenants"))
 	if err != nil {
 		return nil, err
 	}
@@ -192,7 +193,7 @@ func (d Dir) ReadAttachment(bridge, cid, ifName string) (*Attachment, error) {
 
 // RemoveAttachment removes an attachment record; gone already is fine.
 func (d Dir) RemoveAttachment(bridge, cid, ifName string) error {
-	return removeFile(d.attachPath(bridge, cid, ifName))
+	return fsx.Remove(d.attachPath(bridge, cid, ifName))
 }
 
 // HasAttachments reports whether any container is attached to bridge. It
@@ -224,7 +225,7 @@ func (d Dir) HasAttachments(bridge string) (bool, error) {
 
 // Attachments lists every attachment on bridge.
 func (d Dir) Attachments(bridge string) ([]*Attachment, error) {
-	names, err := readNames(d.attachDir(bridge))
+	names, err := fsx.Names(d.attachDir(bridge))
 	if err != nil {
 		return nil, err
 	}
@@ -270,23 +271,4 @@ func writeJSON(path string, v any) error {
 		return err
 	}
 	return nil
-}
-
-func removeFile(path string) error {
-	if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return err
-	}
-	return nil
-}
-
-func readNames(dir string) ([]string, error) {
-	f, err := os.Open(dir)
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	return f.Readdirnames(-1)
 }

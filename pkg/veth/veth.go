@@ -88,16 +88,4 @@ func Create(h netlinksafe.Handle, s Spec) (netlink.Link, error) {
 }
 
 // Delete removes the pair by its host end; a pair already gone is fine.
-func Delete(h netlinksafe.Handle, hostName string) error {
-	link, err := h.LinkByName(hostName)
-	if err != nil {
-		if netlinkx.NotFound(err) {
-			return nil
-		}
-		return fmt.Errorf("look up %s: %w", hostName, err)
-	}
-	if err := h.LinkDel(link); err != nil && !netlinkx.NotFound(err) {
-		return fmt.Errorf("delete %s: %w", hostName, err)
-	}
-	return nil
-}
+func Delete(h netlinksafe.Handle, hostName string) error { return netlinkx.DeleteIf(h, hostName, nil) }

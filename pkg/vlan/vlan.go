@@ -123,20 +123,8 @@ func explainAddError(h netlinksafe.Handle, s Spec, parent netlink.Link, err erro
 	return fmt.Errorf("ensure vlan %d on %s: %w", s.ID, s.Parent, err)
 }
 
-// Remove deletes the VLAN link; a link already gone is not an error.
+// Remove deletes the VLAN link; gone already, or replaced by a link that is
+// not a VLAN, is left alone.
 func Remove(h netlinksafe.Handle, name string) error {
-	link, err := h.LinkByName(name)
-	if err != nil {
-		if netlinkx.NotFound(err) {
-			return nil
-		}
-		return fmt.Errorf("look up %s: %w", name, err)
-	}
-	if _, ok := link.(*netlink.Vlan); !ok {
-		return nil // not ours any more: someone replaced it
-	}
-	if err := h.LinkDel(link); err != nil && !netlinkx.NotFound(err) {
-		return fmt.Errorf("delete %s: %w", name, err)
-	}
-	return nil
+	return netlinkx.DeleteIf(h, name, func(l netlink.Link) bool { _, ok := l.(*netlink.Vlan); return ok })
 }

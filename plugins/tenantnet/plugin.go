@@ -17,20 +17,11 @@ import (
 
 // Funcs are the plugin's command handlers for skel.
 var Funcs = skel.CNIFuncs{
-	Add:    wrap(cmdAdd),
-	Del:    wrap(cmdDel),
-	Check:  wrap(cmdCheck),
-	GC:     wrap(cmdGC),
-	Status: wrap(cmdStatus),
-}
-
-func wrap(f func(*skel.CmdArgs) error) func(*skel.CmdArgs) error {
-	return func(a *skel.CmdArgs) error {
-		if err := f(a); err != nil {
-			return cnierr.Wrap(err)
-		}
-		return nil
-	}
+	Add:    cnierr.Handler(cmdAdd),
+	Del:    cnierr.Handler(cmdDel),
+	Check:  cnierr.Handler(cmdCheck),
+	GC:     cnierr.Handler(cmdGC),
+	Status: cnierr.Handler(cmdStatus),
 }
 
 // newHost opens a netlink handle in the plugin's (the host's) netns. Only

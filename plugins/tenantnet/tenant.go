@@ -3,8 +3,8 @@ package tenantnet
 import (
 	"errors"
 	"fmt"
-	"os"
 	"net/netip"
+	"os"
 	"slices"
 
 	"github.com/containernetworking/plugins/pkg/netlinksafe"
@@ -170,15 +170,7 @@ func (hs *host) ensure(c *netconf.Config, want *state.Tenant) error {
 	if err != nil {
 		return cnierr.IO("read tenant records: %v", err)
 	}
-	var rec *state.Tenant
-	var others []*state.Tenant
-	for _, t := range all {
-		if t.Spec.Bridge == c.Bridge {
-			rec = t
-		} else {
-			others = append(others, t)
-		}
-	}
+	rec, others := split(all, c.Bridge)
 	if rec != nil && rec.Network != want.Network {
 		if has, _ := hs.st.HasAttachments(c.Bridge); has {
 			return cnierr.Config("bridge", "%q already carries network %q on this host; give network %q a bridge of its own", c.Bridge, rec.Network, want.Network)
@@ -466,17 +458,21 @@ func (hs *host) maybeTeardown(bridgeName string) error {
 	if err != nil {
 		return cnierr.IO("read tenant records: %v", err)
 	}
-	var rec *state.Tenant
-	var others []*state.Tenant
+	rec, others := split(all, bridgeName)
+	if rec == nil {
+		return nil // torn down already
+	}
+	return hs.teardown(rec, others)
+}
+
+// split picks the tenant on bridge out of all.
+func split(all []*state.Tenant, bridge string) (rec *state.Tenant, others []*state.Tenant) {
 	for _, t := range all {
-		if t.Spec.Bridge == bridgeName {
+		if t.Spec.Bridge == bridge {
 			rec = t
 		} else {
 			others = append(others, t)
 		}
 	}
-	if rec == nil {
-		return nil // torn down already
-	}
-	return hs.teardown(rec, others)
+	return rec, others
 }

@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"strings"
 	"testing"
 
 	"github.com/tenantnet/tenantnet/test/harness"
@@ -66,10 +67,10 @@ const hostVethName = "<host veth>"
 func hostVeth(c *harness.Container) string { return harness.HostVeth(c) }
 
 // deleteTenantRule removes one of tenantnet's rules for bridge, whichever
-// backend is in use.
+// backend the host uses.
 func deleteTenantRule(t *testing.T, h *harness.Host, bridge string) {
 	t.Helper()
-	if harness.Backend() == "nftables" {
+	if strings.Contains(h.Sh(t, "nft", "list", "tables"), "inet tenantnet") {
 		harness.BreakNFTTenant(t, h.NS, bridge)
 		return
 	}

@@ -140,21 +140,7 @@ func TestParallelAddsGetDistinctAddresses(t *testing.T) {
 	for i := range cs {
 		cs[i] = harness.NewContainer(t, fmt.Sprintf("p%d", i))
 	}
-	ips := make([]string, n)
-	errs := make([]error, n)
-	var wg sync.WaitGroup
-	for i := range cs {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			res, err := h.TryAdd(conf, cs[i], "")
-			if err == nil {
-				ips[i] = res.IPs[0].Address.IP.String()
-			}
-			errs[i] = err
-		}()
-	}
-	wg.Wait()
+	ips, errs := h.AddParallel(conf, cs)
 	seen := map[string]bool{}
 	for i, err := range errs {
 		if err != nil {
@@ -166,6 +152,7 @@ func TestParallelAddsGetDistinctAddresses(t *testing.T) {
 		seen[ips[i]] = true
 	}
 	cs[0].MustReach(t, ips[n-1])
+	var wg sync.WaitGroup
 	for i := range cs {
 		wg.Add(1)
 		go func() {

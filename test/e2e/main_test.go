@@ -6,7 +6,6 @@ package e2e
 
 import (
 	"fmt"
-	"os"
 	"testing"
 
 	"github.com/tenantnet/tenantnet/test/harness"
@@ -14,17 +13,7 @@ import (
 
 var binDir string
 
-func TestMain(m *testing.M) {
-	dir, cleanup, err := harness.BuildBinaries()
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	binDir = dir
-	code := m.Run()
-	cleanup()
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { harness.Main(m, &binDir) }
 
 // Public side of every simulated node.
 const (

@@ -96,4 +96,3 @@ func vlanOf(frame, oob []byte) int {
 }
 
 func htons(v uint16) uint16 { return v<<8 | v>>8 }
-

@@ -258,6 +258,3 @@ func MustContain(t testing.TB, s string, parts ...string) {
 
 // HostVeth is the host end of a container's veth (the plugin's naming rule).
 func HostVeth(c *Container) string { return veth.HostName(c.ID, c.IfName) }
-
-// Backend is the firewall backend the suite runs against.
-func Backend() string { return os.Getenv("TENANTNET_TEST_BACKEND") }

@@ -6,7 +6,6 @@ package vlan
 
 import (
 	"fmt"
-	"os"
 	"testing"
 
 	"github.com/vishvananda/netlink"
@@ -16,17 +15,7 @@ import (
 
 var binDir string
 
-func TestMain(m *testing.M) {
-	dir, cleanup, err := harness.BuildBinaries()
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	binDir = dir
-	code := m.Run()
-	cleanup()
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { harness.Main(m, &binDir) }
 
 // vlanConf is a VLAN tenant on trunk0 with a host-specific gateway and range.
 func vlanConf(h *harness.Host, name string, vlan int, subnet, gw, start, end, extra string) []byte {

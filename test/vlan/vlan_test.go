@@ -115,21 +115,7 @@ func TestParallelFirstADDsMakeOneVLANAndOneBridge(t *testing.T) {
 	for i := range cs {
 		cs[i] = harness.NewContainer(t, fmt.Sprintf("p%d", i))
 	}
-	errs := make([]error, n)
-	ips := make([]string, n)
-	var wg sync.WaitGroup
-	for i := range cs {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			res, err := h.TryAdd(conf, cs[i], "")
-			errs[i] = err
-			if err == nil {
-				ips[i] = harness.IP(t, res)
-			}
-		}()
-	}
-	wg.Wait()
+	ips, errs := h.AddParallel(conf, cs)
 	for i, err := range errs {
 		if err != nil {
 			t.Fatalf("ADD %d: %v", i, err)
