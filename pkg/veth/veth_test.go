@@ -1,0 +1,42 @@
+package veth
+
+import (
+	"testing"
+
+	"github.com/containernetworking/plugins/pkg/netlinksafe"
+)
+
+func TestHostNameIsStableShortAndPerAttachment(t *testing.T) {
+	a := HostName("0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef", "eth0")
+	if len(a) != 15 || a[:2] != "tn" {
+		t.Fatalf("%q: want tn + 13 characters (the kernel's limit is 15)", a)
+	}
+	if HostName("0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef", "eth0") != a {
+		t.Fatal("not stable: DEL could not find the link ADD made")
+	}
+	if HostName("0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef", "net1") == a {
+		t.Fatal("two interfaces of one container got the same host name")
+	}
+	if HostName("c1/eth", "0") == HostName("c1", "eth/0") {
+		t.Fatal("ambiguous join of container ID and interface name")
+	}
+}
+
+func TestHostMACIsLocalUnicast(t *testing.T) {
+	m := hostMAC("tn0123456789abc")
+	if m[0]&1 != 0 || m[0]&2 == 0 {
+		t.Fatalf("%s is not a locally administered unicast address", m)
+	}
+}
+
+// Delete of a link that does not exist is not an error (DEL is idempotent).
+func TestDeleteMissing(t *testing.T) {
+	h, err := netlinksafe.NewHandle()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	if err := Delete(h, "tnnosuchlink00"); err != nil {
+		t.Fatal(err)
+	}
+}
