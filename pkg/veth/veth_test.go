@@ -17,7 +17,9 @@ func TestHostNameIsStableShortAndPerAttachment(t *testing.T) {
 	if HostName("0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef", "net1") == a {
 		t.Fatal("two interfaces of one container got the same host name")
 	}
-	if HostName("c1/eth", "0") == HostName("c1", "eth/0") {
+	// '/' is valid in neither a container ID nor an interface name, so it
+	// separates them unambiguously.
+	if HostName("c1e", "th0") == HostName("c1", "eth0") {
 		t.Fatal("ambiguous join of container ID and interface name")
 	}
 }
