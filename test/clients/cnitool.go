@@ -9,19 +9,25 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/tenantnet/tenantnet/test/harness"
 )
 
-// CNITool runs cnitool with CNI_PATH and NETCONFPATH set to the scenario's dirs.
+// CNITool runs cnitool with CNI_PATH and NETCONFPATH set to the scenario's
+// dirs, inside the simulated host (so every plugin it execs runs there).
+// Its result cache is libcni's fixed /var/lib/cni/results: entries are named
+// after the scenario's unique network names and removed by the scenario.
 type CNITool struct {
 	T      testing.TB
 	Bin    string
 	NetDir string
 	Path   []string
+	Host   string // netns path of the simulated host
 }
 
 // NewCNITool installs the tenants' conflists in a temp NETCONFPATH.
 func NewCNITool(s *Scenario) *CNITool {
-	c := &CNITool{T: s.T, Bin: s.Env.Tool(s.T, "cnitool"), NetDir: filepath.Join(s.Dir, "net.d"), Path: s.Env.PluginDirs()}
+	c := &CNITool{T: s.T, Bin: s.Env.Tool(s.T, "cnitool"), NetDir: filepath.Join(s.Dir, "net.d"), Path: s.Env.PluginDirs(), Host: s.Host.Path}
 	for name := range s.Tenants {
 		s.WriteConf(name, c.NetDir, name+".conflist")
 	}
@@ -47,7 +53,7 @@ func (c *CNITool) Exec(cmd, network, netns, cniArgs, capArgs string) Result {
 	if capArgs != "" {
 		env = append(env, "CAP_ARGS="+capArgs)
 	}
-	return Exec(Cmd{Name: c.Bin, Args: []string{cmd, network, netns}, Env: env})
+	return Exec(Cmd{Name: c.Bin, Args: []string{cmd, network, netns}, Env: env, Netns: c.Host})
 }
 
 // Must runs a cnitool command and fails t when it fails.
@@ -90,28 +96,26 @@ func ParseResult(t testing.TB, out string) *CNIResult {
 	return &r
 }
 
-// Netns creates /run/netns/NAME (name gets the tncl prefix) with lo up and
-// removes it at cleanup. Returns the path.
+// Netns makes a container network namespace (harness.NewNS: named
+// tnt-<random>-cl-NAME, lo up, deleted at the end of t) and returns its path.
 func Netns(t testing.TB, name string) string {
 	t.Helper()
-	name = Prefix + "-" + name
-	Run(t, Cmd{Name: "ip", Args: []string{"netns", "add", name}})
-	t.Cleanup(func() {
-		if _, err := os.Stat("/run/netns/" + name); err == nil {
-			Try(t, Cmd{Name: "ip", Args: []string{"netns", "del", name}})
-		}
-	})
-	Run(t, Cmd{Name: "ip", Args: []string{"-n", name, "link", "set", "lo", "up"}})
-	return "/run/netns/" + name
+	return harness.NewNS(t, "cl-"+name).Path
 }
 
 // NetnsName is the name of a netns path.
 func NetnsName(p string) string { return filepath.Base(p) }
 
+// DelNetns deletes a test container's netns (a runtime that lost it).
+func DelNetns(t testing.TB, p string) {
+	t.Helper()
+	Run(t, Cmd{Name: "ip", Args: []string{"netns", "del", NetnsName(p)}})
+}
+
 // NetnsAddr returns the IPv4 address and MAC of ifname inside a netns.
 func NetnsAddr(t testing.TB, netns, ifname string) (ip, mac string) {
 	t.Helper()
-	out := Run(t, Cmd{Name: "ip", Args: []string{"-n", NetnsName(netns), "-j", "addr", "show", "dev", ifname}})
+	out := Run(t, Cmd{Name: "ip", Args: []string{"-j", "addr", "show", "dev", ifname}, Netns: netns})
 	var addrs []struct {
 		Address  string `json:"address"`
 		AddrInfo []struct {
@@ -134,7 +138,7 @@ func NetnsAddr(t testing.TB, netns, ifname string) (ip, mac string) {
 // NetnsFetcher runs busybox wget inside a netns.
 func NetnsFetcher(busybox, netns string) Fetcher {
 	return func(url string) Result {
-		return Exec(Cmd{Name: "ip", Args: append([]string{"netns", "exec", NetnsName(netns)}, WgetArgs(busybox, url)...), Timeout: 20e9})
+		return Exec(Cmd{Name: busybox, Args: WgetArgs(busybox, url)[1:], Timeout: 20e9, Netns: netns})
 	}
 }
 
@@ -149,7 +153,7 @@ func StartNetnsWeb(t testing.TB, s *Scenario, busybox, rootfs, netns, name strin
 	idx, _ := os.ReadFile(filepath.Join(rootfs, "www/index.html"))
 	_ = os.WriteFile(filepath.Join(www, "index.html"), idx, 0o644)
 	_ = os.WriteFile(filepath.Join(www, "name"), []byte(name+"\n"), 0o644)
-	cmd := exec.Command("ip", "netns", "exec", NetnsName(netns), busybox, "httpd", "-f", "-p", "80", "-h", www)
+	cmd := exec.Command("nsenter", "--net="+netns, "--", busybox, "httpd", "-f", "-p", "80", "-h", www)
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}

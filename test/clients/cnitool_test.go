@@ -6,11 +6,14 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/tenantnet/tenantnet/test/harness"
 )
 
 // TestCNITool drives cnitool (ADD, CHECK, STATUS, DEL, GC) against the
 // conflist-examples/cnitool conflists (cniVersion 1.1.0) on two tenants.
 func TestCNITool(t *testing.T) {
+	t.Parallel()
 	e := MustEnv(t)
 	a := GetArtifacts(t, e)
 	s := NewScenario(t, e)
@@ -63,7 +66,7 @@ func TestCNITool(t *testing.T) {
 		t.Errorf("red address %s not in %s-%s", ipR1, red.RangeStart, red.RangeEnd)
 	}
 	// The chain ran to the end: tuning's sysctl is set in the container.
-	if out := Run(t, Cmd{Name: "ip", Args: []string{"netns", "exec", NetnsName(nsB1), "cat", "/proc/sys/net/ipv4/conf/all/arp_notify"}}); strings.TrimSpace(out) != "1" {
+	if out := Run(t, Cmd{Name: "cat", Args: []string{"/proc/sys/net/ipv4/conf/all/arp_notify"}, Netns: nsB1}); strings.TrimSpace(out) != "1" {
 		t.Errorf("tuning (chained after tenantnet) did not run: arp_notify=%q", out)
 	}
 
@@ -79,12 +82,9 @@ func TestCNITool(t *testing.T) {
 	StartNetnsWeb(t, s, a.BusyboxPath, a.Rootfs, nsB1, "tncl-cni-b1")
 	StartNetnsWeb(t, s, a.BusyboxPath, a.Rootfs, nsR1, "tncl-cni-r1")
 	ExpectFetch(t, "same tenant (blue -> blue)", NameURL(ipB1, 80), "tncl-cni-b1", NetnsFetcher(a.BusyboxPath, nsB2))
-	ExpectHostGet(t, NameURL(ipR1, 80), "tncl-cni-r1") // host -> container through the gateway
+	s.ExpectHostGet(t, NameURL(ipR1, 80), "tncl-cni-r1") // host -> container through the gateway
 	ExpectIsolated(t, s, "cross tenant (blue -> red)", NameURL(ipR1, 80), NetnsFetcher(a.BusyboxPath, nsB2))
-	ExpectHostGet(t, NameURL("127.0.0.1", hostPort), "tncl-cni-b1")
-	if s.HostIP != "" {
-		ExpectHostGet(t, NameURL(s.HostIP, hostPort), "tncl-cni-b1")
-	}
+	s.ExpectPublished(t, hostPort, "tncl-cni-b1") // portMappings: 127.0.0.1 and the host IP, from the host and the outside
 	stop()
 
 	stop = Step(t, "del")
@@ -92,7 +92,7 @@ func TestCNITool(t *testing.T) {
 	c.Must(t, "del", blue.Name, nsB2, "IgnoreUnknown=1;IP="+static2, "")
 	c.Must(t, "del", blue.Name, nsB2, "IgnoreUnknown=1;IP="+static2, "") // DEL is idempotent
 	// DEL after the netns is gone (a runtime that lost the container).
-	Run(t, Cmd{Name: "ip", Args: []string{"netns", "del", NetnsName(nsR1)}})
+	DelNetns(t, nsR1)
 	c.Must(t, "del", red.Name, nsR1, "", "")
 	s.ReferenceKnownLeak(t, "bridge skips the ipMasq teardown when the netns is gone, containernetworking/plugins#810", ipR1, CNIToolID(nsR1))
 	stop()
@@ -120,7 +120,7 @@ func TestCNITool(t *testing.T) {
 		ParseResult(t, c.Must(t, "add", red.Name, ns, "", "").Stdout)
 		ip, _ := NetnsAddr(t, ns, "eth0")
 		s.Leak.AddIP(ip)
-		Run(t, Cmd{Name: "ip", Args: []string{"netns", "del", NetnsName(ns)}})
+		DelNetns(t, ns)
 		ents, _ := os.ReadDir(CNIResultsDir)
 		for _, e := range ents {
 			if strings.Contains(e.Name(), id) {
@@ -133,14 +133,17 @@ func TestCNITool(t *testing.T) {
 			return
 		}
 		leaks := ipamLeaks(s.DataDir, []string{id})
-		leaks = append(leaks, ruleLeaks((&LeakSpec{IPs: []string{ip}, ContainerIDs: []string{id}}).ruleMatchers())...)
+		leaks = append(leaks, ruleLeaks(s.Host, (&LeakSpec{IPs: []string{ip}, ContainerIDs: []string{id}}).ruleMatchers())...)
+		if s.Host.LinkExists(t, harness.HostVeth(&harness.Container{ID: id, IfName: "eth0"})) {
+			leaks = append(leaks, "host veth "+harness.HostVeth(&harness.Container{ID: id, IfName: "eth0"}))
+		}
 		for _, l := range leaks {
 			t.Errorf("GC with no valid attachment did not release %s (%s): %s", ip, id, l)
 		}
 	})
 
-	Run(t, Cmd{Name: "ip", Args: []string{"netns", "del", NetnsName(nsB1)}})
-	Run(t, Cmd{Name: "ip", Args: []string{"netns", "del", NetnsName(nsB2)}})
+	DelNetns(t, nsB1)
+	DelNetns(t, nsB2)
 	CheckNothingLeft(t, s.Leak)
 }
 

@@ -19,17 +19,20 @@ type Tenant struct {
 	RangeStart net.IP
 	RangeEnd   net.IP
 	DataDir    string // IPAM dataDir used by the test
+	StateDir   string // tenantnet stateDir used by the test ("" in reference mode)
 }
 
-// Subst lists what the harness changes in an example before using it: names
-// that must not collide with a real deployment on the same host (the network
-// name is the key of the host-wide CNI result cache, and `cnitool gc NAME`
-// DELs every cached attachment of NAME on the host), host paths and the host's
-// uplink interface. Nothing else is changed.
+// Subst lists what the harness changes in an example before using it: the
+// network name, which must be unique on the machine (it is the key of the
+// machine-wide CNI result cache /var/lib/cni/results that podman, containerd
+// and cnitool share, and `cnitool gc NAME` DELs every cached attachment of
+// NAME), the bridge name, host paths and the host's uplink interface.
+// Nothing else is changed.
 type Subst struct {
 	NetName      string // replaces "name"
 	Bridge       string // replaces the tenantnet plugin's "bridge"
 	DataDir      string // replaces ipam.dataDir
+	StateDir     string // sets the tenantnet plugin's "stateDir" (whether the example has it or not)
 	OutInterface string // replaces nat.outInterface (when nat is set)
 }
 
@@ -89,6 +92,9 @@ func PrepareConflist(example map[string]any, s Subst, mode string) ([]byte, *Ten
 	if s.DataDir != "" {
 		ipam["dataDir"] = s.DataDir
 	}
+	if s.StateDir != "" {
+		tn["stateDir"] = s.StateDir
+	}
 	if nat, ok := tn["nat"].(map[string]any); ok && s.OutInterface != "" {
 		if _, has := nat["outInterface"]; has {
 			nat["outInterface"] = s.OutInterface
@@ -97,6 +103,9 @@ func PrepareConflist(example map[string]any, s Subst, mode string) ([]byte, *Ten
 	t.Name = fmt.Sprint(conf["name"])
 	t.Bridge, _ = tn["bridge"].(string)
 	t.DataDir, _ = ipam["dataDir"].(string)
+	if mode != ModeReference {
+		t.StateDir, _ = tn["stateDir"].(string)
+	}
 	var err error
 	if _, t.Subnet, err = net.ParseCIDR(str(ipam["subnet"])); err != nil {
 		return nil, nil, fmt.Errorf("ipam.subnet: %w", err)
@@ -163,10 +172,17 @@ func str(v any) string {
 	return s
 }
 
-// TestSubst is the substitution every scenario uses for tenant example "blue"/"red".
-func TestSubst(example, dataDir, outIf string) Subst {
-	n := Prefix + "-" + example
-	return Subst{NetName: n, Bridge: n, DataDir: dataDir, OutInterface: outIf}
+// TestSubst is the substitution every scenario uses for tenant example
+// "blue"/"red": network tncl-<example>-<suffix> (unique on the machine),
+// bridge tncl-<example> (unique in the scenario's own host namespace), the
+// scenario's dataDir and stateDir, and its host's uplink.
+func TestSubst(example, suffix, dataDir, stateDir, outIf string) Subst {
+	br := Prefix + "-" + example
+	n := br
+	if suffix != "" {
+		n += "-" + suffix
+	}
+	return Subst{NetName: n, Bridge: br, DataDir: dataDir, StateDir: stateDir, OutInterface: outIf}
 }
 
 // Contains reports whether ip is inside the tenant's allocation range.

@@ -11,6 +11,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/tenantnet/tenantnet/test/harness"
 )
 
 // RedRuntimeHandler is the runtime handler that conflist-examples/containerd/
@@ -26,9 +28,15 @@ const (
 
 // Containerd is a containerd started from a generated config whose root,
 // state, socket, CNI bin dir and conf dirs are all in the scenario dir, with
-// crictl and ctr pointed at its socket.
+// crictl and ctr pointed at its socket. The daemon runs in the simulated
+// host's network namespace (nsenter --net, the machine's mount namespace),
+// so its CRI plugin, the shims and every CNI plugin it execs run there; pod
+// netns are created by the CRI plugin and independent of it. crictl runs
+// there too: its API is the unix socket, but exec streams go to the CRI
+// stream server, which listens on the simulated host's 127.0.0.1.
 type Containerd struct {
 	T          testing.TB
+	Host       *harness.NS // the simulated host
 	Dir        string
 	Sock       string
 	Config     string
@@ -38,6 +46,7 @@ type Containerd struct {
 	crictl     string
 	crictlConf string
 	ctr        string
+	createdRun []string // dirs under /run/containerd that did not exist before (shim sockets)
 	proc       *exec.Cmd
 	exited     chan struct{}
 	log        string
@@ -52,7 +61,7 @@ func StartContainerd(s *Scenario, a *Artifacts) *Containerd {
 	t := s.T
 	t.Helper()
 	c := &Containerd{
-		T: t, Dir: filepath.Join(s.Dir, "containerd"),
+		T: t, Host: s.Host, Dir: filepath.Join(s.Dir, "containerd"),
 		crictl: s.Env.Tool(t, "crictl"), ctr: s.Env.Tool(t, "ctr"),
 		ConfDirs: map[string]string{}, Handlers: map[string]string{},
 	}
@@ -136,6 +145,13 @@ state = %q
 		s.WriteConf(name, dir, "10-"+name+".conflist")
 	}
 
+	// containerd 1.6 puts shim sockets in /run/containerd/s whatever the
+	// config says: remove that dir at the end if this test created it.
+	for _, d := range []string{"/run/containerd", "/run/containerd/s"} {
+		if _, err := os.Stat(d); os.IsNotExist(err) {
+			c.createdRun = append([]string{d}, c.createdRun...)
+		}
+	}
 	// Cleanup, registered before the start so that it runs on any failure.
 	t.Cleanup(c.stop)
 
@@ -145,7 +161,7 @@ state = %q
 	if err != nil {
 		t.Fatal(err)
 	}
-	c.proc = exec.Command(bin, "--config", c.Config, "--log-level", "info")
+	c.proc = exec.Command("nsenter", "--net="+s.Host.Path, "--", bin, "--config", c.Config, "--log-level", "info")
 	c.proc.Stdout, c.proc.Stderr = logf, logf
 	c.proc.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := c.proc.Start(); err != nil {
@@ -208,10 +224,13 @@ func (c *Containerd) stop() {
 	// Shims outlive containerd: they reference our socket path.
 	KillProcessesUnder(t, []string{c.Dir})
 	UnmountUnder(t, []string{c.Dir})
+	for _, d := range c.createdRun {
+		_ = os.Remove(d) // only when empty
+	}
 }
 
 func (c *Containerd) cmd(timeout time.Duration, args ...string) Cmd {
-	return Cmd{Name: c.crictl, Args: append([]string{"--config", c.crictlConf}, args...), Timeout: timeout}
+	return Cmd{Name: c.crictl, Args: append([]string{"--config", c.crictlConf}, args...), Timeout: timeout, Netns: c.Host.Path}
 }
 
 // Exec runs crictl ARGS.

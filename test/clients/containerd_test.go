@@ -15,6 +15,7 @@ import (
 // stopp (DEL with the netns) then rmp (DEL with CNI_NETNS empty) leaving
 // nothing, and crictl info reporting the network ready.
 func TestContainerd(t *testing.T) {
+	t.Parallel()
 	e := MustEnv(t)
 	a := GetArtifacts(t, e)
 	s := NewScenario(t, e)
@@ -74,20 +75,17 @@ func TestContainerd(t *testing.T) {
 	}
 
 	stop = Step(t, "traffic")
-	ExpectHostGet(t, NameURL(ipWebBlue, 80), "tncl-web-blue") // pod IP reachable from the node
+	s.ExpectHostGet(t, NameURL(ipWebBlue, 80), "tncl-web-blue") // pod IP reachable from the node
 	ExpectFetch(t, "same tenant (blue -> blue)", NameURL(ipWebBlue, 80), "tncl-web-blue", c.Fetcher(cli))
-	ExpectHostGet(t, NameURL(ipWebRed, 80), "tncl-web-red")
+	s.ExpectHostGet(t, NameURL(ipWebRed, 80), "tncl-web-red")
 	ExpectIsolated(t, s, "cross tenant (blue -> red, crictl exec)", NameURL(ipWebRed, 80), c.Fetcher(cli))
-	ExpectHostGet(t, NameURL("127.0.0.1", hostPort), "tncl-web-blue") // hostPort through portmap
-	if s.HostIP != "" {
-		ExpectHostGet(t, NameURL(s.HostIP, hostPort), "tncl-web-blue")
-	}
+	s.ExpectPublished(t, hostPort, "tncl-web-blue") // hostPort through portmap: 127.0.0.1 and the host IP, from the host and the outside
 	stop()
 
 	t.Run("bandwidth", func(t *testing.T) {
 		// The bandwidth plugin puts a TBF on the pod's host-side veth; it finds
 		// that veth in the result of the plugin before it.
-		if !bridgeHasTBF(t, blue.Bridge) {
+		if !bridgeHasTBF(t, s, blue.Bridge) {
 			t.Errorf("no tbf qdisc on any port of %s: bandwidth annotations did not reach the bandwidth plugin (the tenantnet result must list the host-side veth)", blue.Bridge)
 		}
 	})
@@ -119,8 +117,8 @@ type errString string
 
 func (e errString) Error() string { return string(e) }
 
-func bridgeHasTBF(t testing.TB, bridge string) bool {
-	links, err := listLinks()
+func bridgeHasTBF(t testing.TB, s *Scenario, bridge string) bool {
+	links, err := listLinks(s.Host)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -128,7 +126,7 @@ func bridgeHasTBF(t testing.TB, bridge string) bool {
 		if l.Master != bridge {
 			continue
 		}
-		out := Run(t, Cmd{Name: "tc", Args: []string{"-j", "qdisc", "show", "dev", l.Ifname}})
+		out := Run(t, s.InHost(Cmd{Name: "tc", Args: []string{"-j", "qdisc", "show", "dev", l.Ifname}}))
 		var qd []struct {
 			Kind string `json:"kind"`
 		}

@@ -47,7 +47,7 @@ type Env struct {
 	Cache      string // ${TENANTNET_CACHE:-<repo>/.cache}
 	ClientBin  string // cnitool, crictl
 	RefPlugins string // upstream reference plugins
-	PluginBin  string // tenantnet, tenantnet-ipam (<repo>/bin or $TENANTNET_BIN)
+	PluginBin  string // tenantnet, tenantnet-ipam (<repo>/bin, or $TENANTNET_BIN / $TENANTNET_BIN_DIR)
 	Mode       string // ModeTenantnet or ModeReference
 	Examples   string // <repo>/conflist-examples
 }
@@ -83,6 +83,9 @@ func GetEnv() (*Env, error) {
 			cache = filepath.Join(repo, ".cache")
 		}
 		bin := os.Getenv("TENANTNET_BIN")
+		if bin == "" {
+			bin = os.Getenv("TENANTNET_BIN_DIR") // the name the Makefile's e2e tier uses
+		}
 		if bin == "" {
 			bin = filepath.Join(repo, "bin")
 		}
@@ -137,6 +140,11 @@ func mustEnv(t testing.TB, e *Env) *Env {
 	t.Helper()
 	if os.Geteuid() != 0 {
 		t.Fatalf("client tests need root (they create bridges, netns and run containerd/podman)")
+	}
+	for _, tool := range []string{"nsenter", "ip", "iptables-save", "ip6tables-save", "nft"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			t.Fatalf("%s not found in PATH (the clients run inside simulated host namespaces): %s", tool, installHint)
+		}
 	}
 	for _, p := range []string{"portmap", "bandwidth", "tuning", "loopback", "bridge", "host-local"} {
 		if !isExecutable(filepath.Join(e.RefPlugins, p)) {
@@ -195,6 +203,13 @@ type Cmd struct {
 	Stdin   []byte
 	Timeout time.Duration // default 90 s
 	Dir     string
+	// Netns, when set, is the path of a network namespace (a simulated host
+	// or a test container) to run the command in. Only the network namespace
+	// is entered (util-linux nsenter --net): the mount namespace stays the
+	// machine's, so podman's and containerd's storage mounts are seen by
+	// every invocation. (`ip netns exec` would also unshare the mount
+	// namespace and remount /sys.)
+	Netns string
 }
 
 // Result of a command.
@@ -208,6 +223,16 @@ func (r Result) String() string {
 	return fmt.Sprintf("err=%v\nstdout:\n%s\nstderr:\n%s", r.Err, r.Stdout, r.Stderr)
 }
 
+// Argv is the program and arguments actually run: c.Name and c.Args, behind
+// `nsenter --net=NETNS --` when c.Netns is set. nsenter execs the command, so
+// the process keeps nsenter's PID.
+func (c Cmd) Argv() (string, []string) {
+	if c.Netns == "" {
+		return c.Name, c.Args
+	}
+	return "nsenter", append([]string{"--net=" + c.Netns, "--", c.Name}, c.Args...)
+}
+
 // Exec runs a command with a timeout and returns its result.
 func Exec(c Cmd) Result {
 	to := c.Timeout
@@ -216,7 +241,8 @@ func Exec(c Cmd) Result {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), to)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, c.Name, c.Args...)
+	name, args := c.Argv()
+	cmd := exec.CommandContext(ctx, name, args...)
 	cmd.Env = append(os.Environ(), c.Env...)
 	cmd.Dir = c.Dir
 	if c.Stdin != nil {
@@ -242,9 +268,9 @@ func Run(t testing.TB, c Cmd) string {
 	t.Helper()
 	r := Exec(c)
 	if r.Err != nil {
-		t.Fatalf("%s %s: %s", c.Name, strings.Join(c.Args, " "), r)
+		t.Fatalf("%s%s %s: %s", nsTag(c), c.Name, strings.Join(c.Args, " "), r)
 	}
-	t.Logf("%s %s (%.2fs)", filepath.Base(c.Name), strings.Join(c.Args, " "), r.Took.Seconds())
+	t.Logf("%s%s %s (%.2fs)", nsTag(c), filepath.Base(c.Name), strings.Join(c.Args, " "), r.Took.Seconds())
 	return r.Stdout
 }
 
@@ -253,7 +279,7 @@ func Try(t testing.TB, c Cmd) Result {
 	t.Helper()
 	r := Exec(c)
 	if r.Err != nil {
-		t.Logf("(cleanup) %s %s: %v %s", filepath.Base(c.Name), strings.Join(c.Args, " "), r.Err, strings.TrimSpace(r.Stderr))
+		t.Logf("(cleanup) %s%s %s: %v %s", nsTag(c), filepath.Base(c.Name), strings.Join(c.Args, " "), r.Err, strings.TrimSpace(r.Stderr))
 	}
 	return r
 }
@@ -283,26 +309,10 @@ func Step(t testing.TB, name string) func() {
 	}
 }
 
-// HostLock serialises the client tests with any other test run on this host
-// that uses the same lock file: the tenants' subnets and bridges are host-wide.
-// Other packages that create tenant bridges in the host netns may take it too.
-const HostLockPath = "/run/lock/tenantnet-hostnet.lock"
-
-// LockHost takes the host-wide lock; the returned func releases it.
-func LockHost() (func(), error) {
-	if err := os.MkdirAll(filepath.Dir(HostLockPath), 0o755); err != nil {
-		return nil, err
+// nsTag prefixes logged commands with the netns they ran in.
+func nsTag(c Cmd) string {
+	if c.Netns == "" {
+		return ""
 	}
-	f, err := os.OpenFile(HostLockPath, os.O_CREATE|os.O_RDWR, 0o644)
-	if err != nil {
-		return nil, err
-	}
-	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
-		fmt.Fprintf(os.Stderr, "clients: waiting for %s (another host-network test run holds it)\n", HostLockPath)
-		if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX); err != nil {
-			f.Close()
-			return nil, err
-		}
-	}
-	return func() { f.Close() }, nil
+	return "[netns " + filepath.Base(c.Netns) + "] "
 }

@@ -14,6 +14,7 @@ import (
 // client accepts, chains portmap with the portMappings capability, and
 // converts for reference mode.
 func TestExamples(t *testing.T) {
+	t.Parallel()
 	e, err := GetEnv()
 	if err != nil {
 		t.Fatal(err)
@@ -67,7 +68,7 @@ func TestExamples(t *testing.T) {
 			if !strings.Contains(string(conf), `"tenantnet"`) {
 				t.Errorf("tenantnet mode must keep the plugin")
 			}
-			ref, _, err := PrepareConflist(ex, TestSubst(name, "/tmp/x", "lo"), ModeReference)
+			ref, _, err := PrepareConflist(ex, TestSubst(name, "abc123", "/tmp/x", "/tmp/s", "eth0"), ModeReference)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -77,8 +78,28 @@ func TestExamples(t *testing.T) {
 			if br == nil || br["bridge"] != Prefix+"-"+name || br["ipam"].(map[string]any)["type"] != "host-local" || br["ipam"].(map[string]any)["dataDir"] != "/tmp/x" {
 				t.Errorf("reference conversion: %s", ref)
 			}
-			if p, _ := findPlugin(rm, "tenantnet"); p != nil || rm["name"] != Prefix+"-"+name {
+			if _, has := br["stateDir"]; has {
+				t.Errorf("reference conversion kept tenantnet's stateDir: %s", ref)
+			}
+			if p, _ := findPlugin(rm, "tenantnet"); p != nil || rm["name"] != Prefix+"-"+name+"-abc123" {
 				t.Errorf("reference conversion kept tenantnet or the name: %s", ref)
+			}
+			// Tenantnet mode: the test's paths replace the example's (the
+			// plugin then never writes /run/tenantnet or /var/lib/cni/tenantnet).
+			tconf, tten, err := PrepareConflist(ex, TestSubst(name, "abc123", "/tmp/x", "/tmp/s", "eth0"), ModeTenantnet)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var tm map[string]any
+			_ = json.Unmarshal(tconf, &tm)
+			tp, _ := findPlugin(tm, "tenantnet")
+			if tp["stateDir"] != "/tmp/s" || tp["ipam"].(map[string]any)["dataDir"] != "/tmp/x" || tten.StateDir != "/tmp/s" {
+				t.Errorf("tenantnet mode: stateDir/dataDir not replaced: %s", tconf)
+			}
+			for _, k := range []string{"stateDir"} {
+				if _, ok := tn[k]; !ok {
+					t.Errorf("the tenantnet plugin should show %q (the test replaces it; readers see where records go)", k)
+				}
 			}
 		})
 		return nil
@@ -94,6 +115,7 @@ func TestExamples(t *testing.T) {
 // TestMultusExamples checks that each NetworkAttachmentDefinition's config is
 // the containerd conflist of the same tenant plus vlan/trunk.
 func TestMultusExamples(t *testing.T) {
+	t.Parallel()
 	e, err := GetEnv()
 	if err != nil {
 		t.Fatal(err)

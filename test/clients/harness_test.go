@@ -2,6 +2,9 @@ package clients
 
 import (
 	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -21,6 +24,7 @@ func (r *recorder) Errorf(format string, args ...any) {
 // reports an attachment that was not deleted, and FetchBlocked sees a real
 // network block (a FORWARD DROP between the two test bridges) as blocked.
 func TestHarnessSelfCheck(t *testing.T) {
+	t.Parallel()
 	e := MustReferenceEnv(t)
 	a := GetArtifacts(t, e)
 	s := NewScenario(t, e)
@@ -40,12 +44,32 @@ func TestHarnessSelfCheck(t *testing.T) {
 	s.Leak.AddIP(ipR)
 
 	t.Run("leak-check-sees-leaks", func(t *testing.T) {
-		rec := &recorder{TB: t}
-		if CheckNothingLeft(rec, s.Leak) {
+		// Besides the two attachments: a stray link and a process in the
+		// simulated host, and a tenantnet state record.
+		Run(t, s.InHost(Cmd{Name: "ip", Args: []string{"link", "add", "tncl-stray", "type", "bridge"}}))
+		defer Try(t, s.InHost(Cmd{Name: "ip", Args: []string{"link", "del", "tncl-stray"}}))
+		sleeper := exec.Command("nsenter", "--net="+s.Host.Path, "--", "sleep", "60")
+		if err := sleeper.Start(); err != nil {
+			t.Fatal(err)
+		}
+		defer func() { _ = sleeper.Process.Kill(); _ = sleeper.Wait() }()
+		rec := filepath.Join(s.StateDir, "tenants", "tncl-selfcheck.json")
+		if err := os.MkdirAll(filepath.Dir(rec), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(rec, []byte("{}"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		defer os.Remove(rec)
+		r := &recorder{TB: t}
+		if CheckNothingLeft(r, s.Leak) {
 			t.Fatal("CheckNothingLeft saw nothing while two attachments exist")
 		}
-		all := strings.Join(rec.errs, "\n")
-		for _, want := range []string{"attached to bridge " + blue.Bridge, "netns " + nsB, "IPAM allocation file", "rule in nat", "CNI result cache"} {
+		all := strings.Join(r.errs, "\n")
+		t.Logf("CheckNothingLeft reported, as it must:\n%s", all)
+		for _, want := range []string{"attached to bridge " + blue.Bridge, "netns " + nsB, "IPAM allocation file", "rule in nat",
+			"CNI result cache " + CNIResultsDir + "/" + blue.Name + "-", "link tncl-stray (bridge) left in the simulated host",
+			fmt.Sprintf("process %d still running in the simulated host", sleeper.Process.Pid), "tenantnet state record " + rec} {
 			if !strings.Contains(all, want) {
 				t.Errorf("CheckNothingLeft did not report %q; it reported:\n%s", want, all)
 			}
@@ -57,8 +81,8 @@ func TestHarnessSelfCheck(t *testing.T) {
 		f := NetnsFetcher(a.BusyboxPath, nsB)
 		ExpectFetch(t, "reference bridges route between tenants", NameURL(ipR, 80), "tncl-self-r", f)
 		rule := []string{"FORWARD", "-i", blue.Bridge, "-o", red.Bridge, "-j", "DROP"}
-		Run(t, Cmd{Name: "iptables", Args: append([]string{"-I"}, rule...)})
-		defer Try(t, Cmd{Name: "iptables", Args: append([]string{"-D"}, rule...)})
+		Run(t, s.InHost(Cmd{Name: "iptables", Args: append([]string{"-I"}, rule...)}))
+		defer Try(t, s.InHost(Cmd{Name: "iptables", Args: append([]string{"-D"}, rule...)}))
 		if !FetchBlocked(t, "with a FORWARD DROP", NameURL(ipR, 80), f) {
 			t.Error("FetchBlocked did not see the DROP")
 		}
@@ -67,7 +91,7 @@ func TestHarnessSelfCheck(t *testing.T) {
 	s.StopServers()
 	c.Must(t, "del", blue.Name, nsB, "", "")
 	c.Must(t, "del", red.Name, nsR, "", "")
-	Run(t, Cmd{Name: "ip", Args: []string{"netns", "del", NetnsName(nsB)}})
-	Run(t, Cmd{Name: "ip", Args: []string{"netns", "del", NetnsName(nsR)}})
+	DelNetns(t, nsB)
+	DelNetns(t, nsR)
 	CheckNothingLeft(t, s.Leak)
 }

@@ -16,9 +16,15 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/tenantnet/tenantnet/test/harness"
 )
 
-// CNIResultsDir is where libcni caches results (cnitool, podman and containerd alike).
+// CNIResultsDir is where libcni caches results by default. cnitool v1.3.1,
+// podman 4.3 (containers/common: libcni.NewCNIConfig) and containerd 1.6
+// (go-cni, no cache_dir setting) all use it and none lets it be moved, so
+// entries there are keyed by the scenario's unique network names and removed
+// by the scenario; the libcni tier uses a temp cache dir instead.
 const CNIResultsDir = "/var/lib/cni/results"
 
 type ipLink struct {
@@ -29,10 +35,11 @@ type ipLink struct {
 	} `json:"linkinfo"`
 }
 
-func listLinks() ([]ipLink, error) {
-	r := Exec(Cmd{Name: "ip", Args: []string{"-j", "-d", "link", "show"}})
+// listLinks lists the links of a namespace.
+func listLinks(ns *harness.NS) ([]ipLink, error) {
+	r := Exec(Cmd{Name: "ip", Args: []string{"-j", "-d", "link", "show"}, Netns: ns.Path})
 	if r.Err != nil {
-		return nil, fmt.Errorf("ip -j -d link show: %s", r)
+		return nil, fmt.Errorf("ip -j -d link show in %s: %s", ns.Name, r)
 	}
 	var links []ipLink
 	if err := json.Unmarshal([]byte(r.Stdout), &links); err != nil {
@@ -41,18 +48,13 @@ func listLinks() ([]ipLink, error) {
 	return links, nil
 }
 
-func listNetns() map[string]bool {
-	m := map[string]bool{}
-	ents, _ := os.ReadDir("/run/netns")
-	for _, e := range ents {
-		m[e.Name()] = true
-	}
-	return m
-}
-
 // LeakSpec says what a scenario created, so that CheckNothingLeft can look for it.
 type LeakSpec struct {
+	Host         *harness.NS // the simulated host (links and rules are looked for there)
+	Reference    bool        // reference plugins (bridge + host-local) instead of tenantnet
 	Tenants      []*Tenant
+	StateDir     string   // tenantnet stateDir: no tenant or attachment record may stay
+	CacheDirs    []string // libcni cache dirs owned by the scenario: no result may stay
 	Netns        []string // netns paths the scenario's containers used (all must be gone)
 	ContainerIDs []string // CNI container IDs used (podman container IDs, CRI sandbox IDs, cnitool IDs)
 	IPs          []string // container IPs handed out
@@ -116,12 +118,17 @@ func (s *LeakSpec) ruleMatchers() []*regexp.Regexp {
 	return res
 }
 
-// CheckNothingLeft reports (t.Errorf) every object of the scenario still on the
-// host: links enslaved to a test bridge, IFB devices of the bandwidth plugin
-// for the test containers, the containers' netns and any tncl* netns, IPAM allocation files
-// in the test dataDirs, iptables/nft rules mentioning a test bridge, network
-// name, subnet, container IP or container ID, CNI result cache entries of the
-// test networks, processes or mounts under the scenario's temp dirs.
+// CheckNothingLeft reports (t.Errorf) every object of the scenario still
+// there. In the simulated host: any link but lo and the uplink (a link
+// enslaved to a test bridge, an IFB, a stray veth; a tenant bridge in
+// tenantnet mode, which removes it with the tenant's last container),
+// iptables/nft rules mentioning a test bridge, network name, subnet,
+// container IP or container ID, and in tenantnet mode any TENANTNET chain or
+// tenantnet nft table. On the machine: the containers' netns, IPAM
+// allocation files in the dataDir, tenant or attachment records in the
+// stateDir, CNI result cache entries of the test networks and containers
+// (every entry in the scenario's own cache dirs), processes in the simulated
+// host or under the scenario's temp dirs, mounts under the temp dirs.
 // Returns true when nothing was left.
 func CheckNothingLeft(t testing.TB, s *LeakSpec) bool {
 	t.Helper()
@@ -133,29 +140,32 @@ func CheckNothingLeft(t testing.TB, s *LeakSpec) bool {
 		bridges[tn.Bridge] = true
 	}
 
-	// Links. (Only objects attributable to this scenario are looked at: other
-	// test packages may create veths and netns on this host at the same time.)
-	links, err := listLinks()
+	// Links of the simulated host: it is the scenario's own, so every link
+	// but loopback and the uplink is accounted for.
+	links, err := listLinks(s.Host)
 	if err != nil {
 		t.Fatal(err)
 	}
 	ifbs := s.ifbNames()
 	for _, l := range links {
-		if bridges[l.Master] {
+		switch {
+		case l.Ifname == "lo" || l.Ifname == HostUplink:
+		case bridges[l.Master]:
 			leaks = append(leaks, fmt.Sprintf("link %s (%s) still attached to bridge %s", l.Ifname, l.Linkinfo.InfoKind, l.Master))
-		} else if ifbs[l.Ifname] {
+		case ifbs[l.Ifname]:
 			leaks = append(leaks, fmt.Sprintf("IFB %s of the bandwidth plugin for a test container is still there", l.Ifname))
+		case bridges[l.Ifname]:
+			if !s.Reference {
+				leaks = append(leaks, fmt.Sprintf("tenant bridge %s is still there after its last container left (tenantnet removes it with the tenant)", l.Ifname))
+			}
+		default:
+			leaks = append(leaks, fmt.Sprintf("link %s (%s) left in the simulated host", l.Ifname, l.Linkinfo.InfoKind))
 		}
 	}
-	// Netns.
+	// Netns of the containers.
 	for _, p := range s.Netns {
 		if _, err := os.Stat(p); err == nil {
 			leaks = append(leaks, "netns "+p+" of a test container is still there")
-		}
-	}
-	for n := range listNetns() {
-		if strings.HasPrefix(n, Prefix) {
-			leaks = append(leaks, "netns /run/netns/"+n+" is still there")
 		}
 	}
 	// IPAM dataDirs.
@@ -167,12 +177,22 @@ func CheckNothingLeft(t testing.TB, s *LeakSpec) bool {
 		seen[tn.DataDir] = true
 		leaks = append(leaks, ipamLeaks(tn.DataDir, s.ContainerIDs)...)
 	}
-	// Rules.
-	leaks = append(leaks, ruleLeaks(s.ruleMatchers())...)
-	// CNI result cache.
+	// tenantnet's stateDir.
+	leaks = append(leaks, stateLeaks(s.StateDir)...)
+	// Rules in the simulated host.
+	leaks = append(leaks, ruleLeaks(s.Host, s.ruleMatchers())...)
+	if !s.Reference {
+		leaks = append(leaks, tenantnetRuleLeaks(s.Host)...)
+	}
+	// CNI result caches.
 	leaks = append(leaks, resultCacheLeaks(s)...)
 	// Processes and mounts.
 	leaks = append(leaks, processLeaks(s.TempDirs, s.KeepPIDs)...)
+	for pid, cmd := range processesIn([]*harness.NS{s.Host}) {
+		if !containsInt(s.KeepPIDs, pid) {
+			leaks = append(leaks, fmt.Sprintf("process %d still running in the simulated host: %s", pid, cmd))
+		}
+	}
 	for _, m := range mountsUnder(s.TempDirs) {
 		leaks = append(leaks, "mount still there: "+m)
 	}
@@ -180,9 +200,18 @@ func CheckNothingLeft(t testing.TB, s *LeakSpec) bool {
 		t.Errorf("left behind: %s", l)
 	}
 	if len(leaks) == 0 {
-		t.Logf("nothing left behind (links, netns, IPAM files, iptables/nft rules, CNI cache, processes, mounts)")
+		t.Logf("nothing left behind (simulated host links and iptables/nft rules, netns, IPAM files, state records, CNI caches, processes, mounts)")
 	}
 	return len(leaks) == 0
+}
+
+func containsInt(xs []int, x int) bool {
+	for _, y := range xs {
+		if y == x {
+			return true
+		}
+	}
+	return false
 }
 
 // ipamLeaks: a file named after an IP address, or a file mentioning a test
@@ -203,13 +232,63 @@ func ipamLeaks(dir string, ids []string) []string {
 		}
 		b, err := os.ReadFile(p)
 		if err != nil {
-			return nil
+			// tenantnet-ipam's reservations are symlinks: read the target.
+			if target, lerr := os.Readlink(p); lerr == nil {
+				b = []byte(target)
+			} else {
+				return nil
+			}
 		}
 		for _, id := range ids {
-			if bytes.Contains(b, []byte(id)) {
+			if bytes.Contains(b, []byte(id)) || strings.Contains(fi.Name(), id) {
 				leaks = append(leaks, fmt.Sprintf("IPAM file %s still mentions container %s", p, short(id)))
 				break
 			}
+		}
+		return nil
+	})
+	return leaks
+}
+
+// ipamHeld lists the files of an IPAM dataDir that hold ip (named after it)
+// or name container id (in their name, content or symlink target): one
+// attachment's reservation, whatever else the dir holds.
+func ipamHeld(dir, ip, id string) []string {
+	var held []string
+	_ = filepath.Walk(dir, func(p string, fi os.FileInfo, err error) error {
+		if err != nil || fi.IsDir() {
+			return nil
+		}
+		if fi.Name() == ip || strings.Contains(fi.Name(), id) {
+			held = append(held, p)
+			return nil
+		}
+		b, err := os.ReadFile(p)
+		if err != nil {
+			target, lerr := os.Readlink(p)
+			if lerr != nil {
+				return nil
+			}
+			b = []byte(target)
+		}
+		if bytes.Contains(b, []byte(id)) {
+			held = append(held, p)
+		}
+		return nil
+	})
+	return held
+}
+
+// stateLeaks: tenantnet's records are JSON files (tenants/<bridge>.json,
+// attachments/<bridge>/<cid>@<ifname>.json, host.json); lock files stay.
+func stateLeaks(dir string) []string {
+	var leaks []string
+	if dir == "" {
+		return nil
+	}
+	_ = filepath.Walk(dir, func(p string, fi os.FileInfo, err error) error {
+		if err == nil && !fi.IsDir() && strings.HasSuffix(fi.Name(), ".json") {
+			leaks = append(leaks, "tenantnet state record "+p)
 		}
 		return nil
 	})
@@ -227,11 +306,12 @@ type ruleLine struct {
 	source, table, line string
 }
 
-// ruleset returns iptables-save (IPv4 and IPv6) and nft lines with their table.
-func ruleset() []ruleLine {
+// ruleset returns iptables-save (IPv4 and IPv6) and nft lines of a namespace
+// with their table.
+func ruleset(ns *harness.NS) []ruleLine {
 	var out []ruleLine
 	for _, tool := range []string{"iptables-save", "ip6tables-save"} {
-		r := Exec(Cmd{Name: tool})
+		r := Exec(Cmd{Name: tool, Netns: ns.Path})
 		if r.Err != nil {
 			continue
 		}
@@ -240,19 +320,20 @@ func ruleset() []ruleLine {
 			if strings.HasPrefix(l, "*") {
 				table = l[1:]
 			}
-			if strings.HasPrefix(l, "-A ") {
+			if strings.HasPrefix(l, "-A ") || strings.HasPrefix(l, ":") {
 				out = append(out, ruleLine{tool, table, l})
 			}
 		}
 	}
 	// Native nft rules (tables that are not iptables-nft's xtables tables,
 	// which iptables-save has already shown; ebtables-nft's bridge tables are kept).
-	r := Exec(Cmd{Name: "nft", Args: []string{"list", "ruleset"}})
+	r := Exec(Cmd{Name: "nft", Args: []string{"list", "ruleset"}, Netns: ns.Path})
 	if r.Err == nil {
 		table := ""
 		for _, l := range strings.Split(r.Stdout, "\n") {
 			if strings.HasPrefix(l, "table ") {
 				table = strings.TrimSuffix(strings.TrimPrefix(l, "table "), " {")
+				out = append(out, ruleLine{"nft", table, strings.TrimSuffix(l, " {")})
 				continue
 			}
 			if xtablesTable(table) {
@@ -280,9 +361,13 @@ func xtablesTable(table string) bool {
 	return false
 }
 
-func ruleLeaks(ms []*regexp.Regexp) []string {
+// ruleLeaks: rules (not chain declarations) of the namespace matching ms.
+func ruleLeaks(ns *harness.NS, ms []*regexp.Regexp) []string {
 	var leaks []string
-	for _, rl := range ruleset() {
+	for _, rl := range ruleset(ns) {
+		if strings.HasPrefix(rl.line, ":") || strings.HasPrefix(rl.line, "table ") {
+			continue
+		}
 		for _, m := range ms {
 			if m.MatchString(rl.line) {
 				leaks = append(leaks, fmt.Sprintf("%s rule in %s: %s", rl.source, rl.table, rl.line))
@@ -293,22 +378,50 @@ func ruleLeaks(ms []*regexp.Regexp) []string {
 	return leaks
 }
 
+// tenantnetRuleLeaks: after its last tenant left, tenantnet has no chain,
+// jump or table left in the host (its three jumps, TENANTNET-* chains, the
+// `inet tenantnet` table).
+func tenantnetRuleLeaks(ns *harness.NS) []string {
+	var leaks []string
+	for _, rl := range ruleset(ns) {
+		if strings.Contains(rl.line, "TENANTNET") || rl.line == "table inet tenantnet" {
+			leaks = append(leaks, fmt.Sprintf("tenantnet firewall object left after its last tenant (%s, %s): %s", rl.source, rl.table, rl.line))
+		}
+	}
+	return leaks
+}
+
+// resultCacheLeaks: entries of the machine-wide cache for the scenario's
+// networks or containers, and any entry in the scenario's own cache dirs.
 func resultCacheLeaks(s *LeakSpec) []string {
 	var leaks []string
 	ents, _ := os.ReadDir(CNIResultsDir)
 	for _, e := range ents {
-		hit := false
-		for _, tn := range s.Tenants {
-			hit = hit || strings.HasPrefix(e.Name(), tn.Name+"-")
-		}
-		for _, id := range s.ContainerIDs {
-			hit = hit || strings.Contains(e.Name(), id)
-		}
-		if hit {
+		if s.ownsCacheEntry(e.Name()) {
 			leaks = append(leaks, "CNI result cache "+filepath.Join(CNIResultsDir, e.Name()))
 		}
 	}
+	for _, d := range s.CacheDirs {
+		ents, _ := os.ReadDir(filepath.Join(d, "results"))
+		for _, e := range ents {
+			leaks = append(leaks, "CNI result cache "+filepath.Join(d, "results", e.Name()))
+		}
+	}
 	return leaks
+}
+
+func (s *LeakSpec) ownsCacheEntry(name string) bool {
+	for _, tn := range s.Tenants {
+		if strings.HasPrefix(name, tn.Name+"-") {
+			return true
+		}
+	}
+	for _, id := range s.ContainerIDs {
+		if strings.Contains(name, id) {
+			return true
+		}
+	}
+	return false
 }
 
 // processesUnder lists processes (other than this one) whose command line or
@@ -318,27 +431,61 @@ func processesUnder(dirs []string) map[int]string {
 	if len(dirs) == 0 {
 		return procs
 	}
-	ents, _ := os.ReadDir("/proc")
 	self := os.Getpid()
-	for _, e := range ents {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil || pid == self {
-			continue
+	forEachProcess(func(pid int, cmd string) {
+		if pid == self {
+			return
 		}
-		b, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
-		if err != nil {
-			continue
-		}
-		cmd := strings.TrimSpace(strings.ReplaceAll(string(b), "\x00", " "))
-		cwd, _ := os.Readlink(filepath.Join("/proc", e.Name(), "cwd"))
+		cwd, _ := os.Readlink(filepath.Join("/proc", strconv.Itoa(pid), "cwd"))
 		for _, d := range dirs {
 			if d != "" && (strings.Contains(cmd, d) || strings.HasPrefix(cwd, d)) {
 				procs[pid] = cmd
-				break
+				return
 			}
 		}
-	}
+	})
 	return procs
+}
+
+// processesIn lists processes (other than this one) whose network namespace
+// is one of nss: in a simulated host, only what the scenario started.
+func processesIn(nss []*harness.NS) map[int]string {
+	procs := map[int]string{}
+	want := map[string]bool{}
+	for _, ns := range nss {
+		var st syscall.Stat_t
+		if ns != nil && syscall.Stat(ns.Path, &st) == nil {
+			want[fmt.Sprintf("net:[%d]", st.Ino)] = true
+		}
+	}
+	if len(want) == 0 {
+		return procs
+	}
+	self := os.Getpid()
+	forEachProcess(func(pid int, cmd string) {
+		if pid == self {
+			return
+		}
+		if l, err := os.Readlink(filepath.Join("/proc", strconv.Itoa(pid), "ns", "net")); err == nil && want[l] {
+			procs[pid] = cmd
+		}
+	})
+	return procs
+}
+
+func forEachProcess(f func(pid int, cmd string)) {
+	ents, _ := os.ReadDir("/proc")
+	for _, e := range ents {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
+		if err != nil || len(b) == 0 {
+			continue // kernel thread or gone
+		}
+		f(pid, strings.TrimSpace(strings.ReplaceAll(string(b), "\x00", " ")))
+	}
 }
 
 func processLeaks(dirs []string, keep []int) []string {
@@ -386,11 +533,10 @@ func unescapeMount(s string) string {
 	return r.Replace(s)
 }
 
-// KillProcessesUnder kills (by pid) processes referencing dirs: processes the
-// scenario started (containerd, shims, conmon, httpd) and did not stop.
-func KillProcessesUnder(t testing.TB, dirs []string) {
+// killAll sends SIGTERM, then SIGKILL, to what list returns, by pid.
+func killAll(t testing.TB, what string, list func() map[int]string) {
 	for round := 0; round < 3; round++ {
-		procs := processesUnder(dirs)
+		procs := list()
 		if len(procs) == 0 {
 			return
 		}
@@ -399,11 +545,23 @@ func KillProcessesUnder(t testing.TB, dirs []string) {
 			sig = syscall.SIGKILL
 		}
 		for pid, cmd := range procs {
-			t.Logf("(cleanup) kill -%d %d: %s", sig, pid, cmd)
+			t.Logf("(cleanup) kill -%d %d (%s): %s", sig, pid, what, cmd)
 			_ = syscall.Kill(pid, sig)
 		}
 		time.Sleep(500 * time.Millisecond)
 	}
+}
+
+// KillProcessesUnder kills (by pid) processes referencing dirs: processes the
+// scenario started (containerd, shims, conmon, httpd) and did not stop.
+func KillProcessesUnder(t testing.TB, dirs []string) {
+	killAll(t, "under the scenario dir", func() map[int]string { return processesUnder(dirs) })
+}
+
+// KillProcessesIn kills (by pid) processes still in the scenario's own
+// namespaces, which nothing but the scenario knows about.
+func KillProcessesIn(t testing.TB, nss ...*harness.NS) {
+	killAll(t, "in the simulated host", func() map[int]string { return processesIn(nss) })
 }
 
 // UnmountUnder unmounts everything mounted below dirs (deepest first).
@@ -423,57 +581,39 @@ func UnmountUnder(t testing.TB, dirs []string) {
 	}
 }
 
-// ScrubHost removes what a scenario may have left: links enslaved to the test
-// bridges and the bridges, tncl* netns, iptables rules matching the spec, and
-// CNI result cache entries of the test networks. Only objects with test names
-// or matching test addresses are touched. It never fails the test.
+// ScrubHost removes what a scenario may have left outside its own
+// namespaces and temp dirs: result cache entries of its networks and
+// containers in the machine-wide cache, and the netns of its containers.
+// Links and rules need no scrubbing: they are in the simulated host, which
+// harness.NewNS's cleanup deletes right after. It never fails the test.
 func ScrubHost(t testing.TB, s *LeakSpec) {
-	bridges := map[string]bool{}
-	for _, tn := range s.Tenants {
-		bridges[tn.Bridge] = true
-	}
-	ifbs := s.ifbNames()
-	if links, err := listLinks(); err == nil {
-		for _, l := range links {
-			if bridges[l.Master] || ifbs[l.Ifname] {
-				Try(t, Cmd{Name: "ip", Args: []string{"link", "del", l.Ifname}})
-			}
-		}
-		for _, l := range links {
-			if bridges[l.Ifname] {
-				Try(t, Cmd{Name: "ip", Args: []string{"link", "del", l.Ifname}})
-			}
-		}
-	}
-	for n := range listNetns() {
-		if strings.HasPrefix(n, Prefix) {
-			Try(t, Cmd{Name: "ip", Args: []string{"netns", "del", n}})
+	ents, _ := os.ReadDir(CNIResultsDir)
+	for _, e := range ents {
+		if s.ownsCacheEntry(e.Name()) {
+			p := filepath.Join(CNIResultsDir, e.Name())
+			t.Logf("(cleanup) removing %s", p)
+			_ = os.Remove(p)
 		}
 	}
 	for _, p := range s.Netns {
-		if _, err := os.Stat(p); err == nil && strings.HasPrefix(p, "/run/netns/") {
-			Try(t, Cmd{Name: "ip", Args: []string{"netns", "del", filepath.Base(p)}})
+		if _, err := os.Stat(p); err != nil {
+			continue
 		}
-	}
-	deleteRules(t, s.ruleMatchers())
-	ents, _ := os.ReadDir(CNIResultsDir)
-	for _, e := range ents {
-		for _, tn := range s.Tenants {
-			if strings.HasPrefix(e.Name(), tn.Name+"-") {
-				_ = os.Remove(filepath.Join(CNIResultsDir, e.Name()))
-			}
+		if d := filepath.Dir(p); d == "/run/netns" || d == "/var/run/netns" {
+			Try(t, Cmd{Name: "ip", Args: []string{"netns", "del", filepath.Base(p)}})
 		}
 	}
 }
 
-// deleteRules deletes iptables rules matching ms, with iptables-restore
-// --noflush and -D lines only: no other rule is touched.
-func deleteRules(t testing.TB, ms []*regexp.Regexp) {
+// deleteRules deletes iptables rules of a namespace matching ms, with
+// iptables-restore --noflush and -D lines only: no other rule is touched.
+// Chains only reached from deleted rules and emptied by them go too.
+func deleteRules(t testing.TB, ns *harness.NS, ms []*regexp.Regexp) {
 	if len(ms) == 0 {
 		return
 	}
 	for _, tool := range []struct{ save, restore string }{{"iptables-save", "iptables-restore"}, {"ip6tables-save", "ip6tables-restore"}} {
-		r := Exec(Cmd{Name: tool.save})
+		r := Exec(Cmd{Name: tool.save, Netns: ns.Path})
 		if r.Err != nil {
 			continue
 		}
@@ -524,14 +664,10 @@ func deleteRules(t testing.TB, ms []*regexp.Regexp) {
 			st.deleted[chain]++
 			st.targetsDeleted[target] = true
 		}
-		// Chains only reached from deleted rules and emptied: remove them too.
 		for _, tb := range order {
 			st := states[tb]
 			for c := range st.targetsDeleted {
-				if c == "" || st.targetsKept[c] || st.rules[c] != st.deleted[c] {
-					continue
-				}
-				if builtinChain(c) {
+				if c == "" || st.targetsKept[c] || st.rules[c] != st.deleted[c] || builtinChain(c) {
 					continue
 				}
 				perTable[tb] = append(perTable[tb], "-X "+c)
@@ -544,8 +680,8 @@ func deleteRules(t testing.TB, ms []*regexp.Regexp) {
 		for _, tb := range order {
 			fmt.Fprintf(&b, "*%s\n%s\nCOMMIT\n", tb, strings.Join(perTable[tb], "\n"))
 		}
-		t.Logf("(cleanup) %s --noflush: deleting leftover rules:\n%s", tool.restore, b.String())
-		Try(t, Cmd{Name: tool.restore, Args: []string{"--noflush"}, Stdin: []byte(b.String())})
+		t.Logf("(cleanup) %s --noflush in %s: deleting rules:\n%s", tool.restore, ns.Name, b.String())
+		Try(t, Cmd{Name: tool.restore, Args: []string{"--noflush"}, Stdin: []byte(b.String()), Netns: ns.Path})
 	}
 }
 
@@ -556,34 +692,4 @@ func builtinChain(c string) bool {
 		return true
 	}
 	return false
-}
-
-// HostAddr returns the default-route interface and its first IPv4 address
-// (empty when the host has no default route).
-func HostAddr() (ifname, addr string) {
-	r := Exec(Cmd{Name: "ip", Args: []string{"-j", "-4", "route", "show", "default"}})
-	var routes []struct {
-		Dev string `json:"dev"`
-	}
-	if r.Err != nil || json.Unmarshal([]byte(r.Stdout), &routes) != nil || len(routes) == 0 {
-		return "", ""
-	}
-	ifname = routes[0].Dev
-	r = Exec(Cmd{Name: "ip", Args: []string{"-j", "-4", "addr", "show", "dev", ifname}})
-	var addrs []struct {
-		AddrInfo []struct {
-			Local string `json:"local"`
-			Scope string `json:"scope"`
-		} `json:"addr_info"`
-	}
-	if r.Err == nil && json.Unmarshal([]byte(r.Stdout), &addrs) == nil {
-		for _, a := range addrs {
-			for _, ai := range a.AddrInfo {
-				if ai.Scope == "global" {
-					return ifname, ai.Local
-				}
-			}
-		}
-	}
-	return ifname, ""
 }

@@ -15,12 +15,18 @@ import (
 // CONTAINERS_CONF and CONTAINERS_STORAGE_CONF point into the scenario dir,
 // storage (overlay), run root, tmp dir, locks, events and the network config
 // dir are all there. No file under /etc/containers or /etc/cni is read for
-// networks or written.
+// networks or written. Every podman command runs in the simulated host's
+// network namespace (nsenter --net, the machine's mount namespace), so the
+// CNI plugins it execs and conmon run there; the containers' own netns are
+// created by podman and independent of it. Two instances with different
+// temp roots share nothing but /var/lib/cni/results (podman 4.3 does not let
+// libcni's cache dir be moved) and /run/netns (unique names).
 type Podman struct {
 	T      testing.TB
 	Bin    string
 	Dir    string
 	NetDir string
+	Host   string // netns path of the simulated host
 	env    []string
 }
 
@@ -29,7 +35,7 @@ type Podman struct {
 func NewPodman(s *Scenario, a *Artifacts) *Podman {
 	t := s.T
 	t.Helper()
-	p := &Podman{T: t, Bin: s.Env.Tool(t, "podman"), Dir: filepath.Join(s.Dir, "podman")}
+	p := &Podman{T: t, Bin: s.Env.Tool(t, "podman"), Dir: filepath.Join(s.Dir, "podman"), Host: s.Host.Path}
 	p.NetDir = filepath.Join(p.Dir, "net.d")
 	for _, d := range []string{"tmp", "graph", "run", "net.d"} {
 		if err := os.MkdirAll(filepath.Join(p.Dir, d), 0o755); err != nil {
@@ -114,7 +120,7 @@ default_subnet = "10.88.254.0/24"
 }
 
 func (p *Podman) cmd(timeout time.Duration, args ...string) Cmd {
-	return Cmd{Name: p.Bin, Args: args, Env: p.env, Timeout: timeout}
+	return Cmd{Name: p.Bin, Args: args, Env: p.env, Timeout: timeout, Netns: p.Host}
 }
 
 // Exec runs podman ARGS.

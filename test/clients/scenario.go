@@ -1,30 +1,54 @@
 package clients
 
 import (
+	"crypto/rand"
+	"encoding/hex"
 	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/tenantnet/tenantnet/test/harness"
 )
 
-// Scenario is the common frame of a client test: a temp dir, the tenants, a
-// host snapshot taken before anything was created, and the cleanup that runs
-// after the client's own cleanup (kill leftover processes, unmount, remove the
-// test bridges, rules and netns). Cleanups run on failure too.
+// The simulated host: its uplink eth0 is a veth to an "outside" namespace.
+// Every scenario has its own pair of namespaces, so these addresses (and the
+// tenants' bridges and subnets) are the same in every scenario without
+// conflict.
+const (
+	HostUplink   = "eth0"         // nat.outInterface of every tenant
+	HostIP       = "198.51.100.1" // the host's own address (published ports are reached on it)
+	OutsideIP    = "198.51.100.2" // the outside's address, the host's default gateway
+	uplinkPrefix = "/24"          // of both
+	outsideIf    = "eth0"         // the outside's end of the cable
+	hostRole     = "clhost"       // harness.NewNS role of the simulated host
+	outsideRole  = "clout"        // and of the outside
+)
+
+// Scenario is the common frame of a client test: a temp dir, a simulated host
+// namespace where the client (and so every CNI plugin it execs) runs, an
+// outside namespace behind the host's uplink, the tenants, and the cleanup
+// that runs after the client's own cleanup (kill leftover processes, unmount,
+// remove result cache entries and container netns). Cleanups run on failure
+// too. Nothing of a scenario is in the machine's root network namespace.
 type Scenario struct {
-	T       testing.TB
-	Env     *Env
-	Dir     string // temp dir of the scenario
-	DataDir string // IPAM dataDir of every tenant (shared, like in the examples)
-	OutIf   string // host uplink for nat.outInterface
-	HostIP  string // host address to reach published ports on ("" when none)
-	Leak    *LeakSpec
-	Tenants map[string]*Tenant // by example name ("blue")
-	Confs   map[string][]byte  // conflist to install, by example name
-	start   time.Time
-	stops   []func()
+	T        testing.TB
+	Env      *Env
+	Dir      string      // temp dir of the scenario
+	DataDir  string      // IPAM dataDir of every tenant (shared, like in the examples)
+	StateDir string      // tenantnet stateDir of every tenant (the simulated host's /run/tenantnet)
+	Host     *harness.NS // the simulated node: clients, plugins, bridges, rules
+	Outside  *harness.NS // the network beyond the host's uplink
+	OutIf    string      // host uplink for nat.outInterface
+	HostIP   string      // host address to reach published ports on
+	Suffix   string      // makes this scenario's network names unique on the machine
+	Leak     *LeakSpec
+	Tenants  map[string]*Tenant // by example name ("blue")
+	Confs    map[string][]byte  // conflist to install, by example name
+	start    time.Time
+	stops    []func()
 }
 
 // StopServers stops the web servers the scenario started outside containers.
@@ -34,26 +58,42 @@ func (s *Scenario) StopServers() {
 	}
 }
 
-// NewScenario makes the temp dir and registers the final cleanup.
+// NewScenario makes the temp dir, the simulated host and the outside
+// namespaces, and registers the final cleanup.
 func NewScenario(t testing.TB, e *Env) *Scenario {
 	t.Helper()
 	dir := t.TempDir()
+	b := make([]byte, 3)
+	_, _ = rand.Read(b)
 	s := &Scenario{
 		T: t, Env: e, Dir: dir,
-		DataDir: filepath.Join(dir, "ipam"),
-		Leak:    &LeakSpec{TempDirs: []string{dir}},
-		Tenants: map[string]*Tenant{},
-		Confs:   map[string][]byte{},
-		start:   time.Now(),
+		DataDir:  filepath.Join(dir, "ipam"),
+		StateDir: filepath.Join(dir, "state"),
+		OutIf:    HostUplink,
+		HostIP:   HostIP,
+		Suffix:   hex.EncodeToString(b),
+		Tenants:  map[string]*Tenant{},
+		Confs:    map[string][]byte{},
+		start:    time.Now(),
 	}
-	s.OutIf, s.HostIP = HostAddr()
-	if s.OutIf == "" {
-		s.OutIf = "lo"
+	// Registered after t.TempDir: the namespaces are deleted before the dir is.
+	s.Host = harness.NewNS(t, hostRole)
+	s.Outside = harness.NewNS(t, outsideRole)
+	harness.Veth(t, s.Host, HostUplink, s.Outside, outsideIf)
+	harness.Addr(t, s.Host, HostUplink, HostIP+uplinkPrefix)
+	harness.Addr(t, s.Outside, outsideIf, OutsideIP+uplinkPrefix)
+	harness.Route(t, s.Host, "default", OutsideIP, HostUplink)
+	s.Leak = &LeakSpec{
+		Host: s.Host, Reference: e.Mode == ModeReference,
+		TempDirs: []string{dir}, StateDir: s.StateDir,
 	}
-	t.Logf("mode=%s plugin dirs=%v scenario dir=%s uplink=%s hostIP=%s", e.Mode, e.PluginDirs(), dir, s.OutIf, s.HostIP)
-	// Registered after t.TempDir, so it runs before the dir is removed.
+	t.Logf("mode=%s plugin dirs=%v scenario dir=%s simulated host=%s (uplink %s %s, outside %s %s)",
+		e.Mode, e.PluginDirs(), dir, s.Host.Name, s.OutIf, s.HostIP, s.Outside.Name, OutsideIP)
+	// Registered after the namespaces, so it runs before they are deleted,
+	// and after the clients' own cleanups (registered later, run earlier).
 	t.Cleanup(func() {
 		KillProcessesUnder(t, s.Leak.TempDirs)
+		KillProcessesIn(t, s.Host, s.Outside)
 		UnmountUnder(t, s.Leak.TempDirs)
 		ScrubHost(t, s.Leak)
 		t.Logf("TIMING %s/total %.2fs", t.Name(), time.Since(s.start).Seconds())
@@ -62,9 +102,8 @@ func NewScenario(t testing.TB, e *Env) *Scenario {
 }
 
 // PrepareTenants loads the examples (paths relative to conflist-examples/),
-// applies the test substitutions and, in reference mode, swaps the plugin.
-// It then removes leftovers of an earlier crashed run (objects with the test
-// names only).
+// applies the test substitutions (network name, IPAM dataDir, stateDir,
+// nat.outInterface) and, in reference mode, swaps the plugin.
 func (s *Scenario) PrepareTenants(rels ...string) {
 	t := s.T
 	t.Helper()
@@ -73,19 +112,27 @@ func (s *Scenario) PrepareTenants(rels ...string) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		name := fmt.Sprint(ex["name"])
-		conf, tn, err := PrepareConflist(ex, TestSubst(name, s.DataDir, s.OutIf), s.Env.Mode)
-		if err != nil {
-			t.Fatalf("%s: %v", rel, err)
-		}
-		s.Tenants[name] = tn
-		s.Confs[name] = conf
-		s.Leak.Tenants = append(s.Leak.Tenants, tn)
+		s.AddTenant(ex, rel)
 	}
-	ScrubHost(t, &LeakSpec{Tenants: s.Leak.Tenants})
+}
+
+// AddTenant prepares one example conflist (already loaded, possibly edited)
+// for this scenario and records its tenant.
+func (s *Scenario) AddTenant(ex map[string]any, what string) *Tenant {
+	t := s.T
+	t.Helper()
+	name := fmt.Sprint(ex["name"])
+	conf, tn, err := PrepareConflist(ex, TestSubst(name, s.Suffix, s.DataDir, s.StateDir, s.OutIf), s.Env.Mode)
+	if err != nil {
+		t.Fatalf("%s: %v", what, err)
+	}
+	s.Tenants[name] = tn
+	s.Confs[name] = conf
+	s.Leak.Tenants = append(s.Leak.Tenants, tn)
 	if err := os.MkdirAll(s.DataDir, 0o755); err != nil {
 		t.Fatal(err)
 	}
+	return tn
 }
 
 // WriteConf writes tenant name's conflist as dir/file.
@@ -103,6 +150,12 @@ func (s *Scenario) WriteConf(name, dir, file string) string {
 
 // Reference reports whether the scenario runs against the reference plugins.
 func (s *Scenario) Reference() bool { return s.Env.Mode == ModeReference }
+
+// InHost returns c set to run inside the simulated host.
+func (s *Scenario) InHost(c Cmd) Cmd {
+	c.Netns = s.Host.Path
+	return c
+}
 
 // LinkPluginDir makes a single plugin dir (containerd 1.6 takes one bin_dir)
 // with symlinks to the mode's plugins.
@@ -134,21 +187,22 @@ func (s *Scenario) LinkPluginDir(dir string) string {
 // ReferenceKnownLeak is for the few places where the upstream reference
 // plugins are known to leak (so the final leak check could never pass in
 // reference mode): in reference mode it logs the reason and removes the rules
-// and IPAM files of the given attachment; in tenantnet mode it does nothing,
-// and the final CheckNothingLeft asserts that the plugin left nothing.
+// (in the simulated host) and IPAM files of the given attachment; in
+// tenantnet mode it does nothing, and the final CheckNothingLeft asserts that
+// the plugin left nothing.
 func (s *Scenario) ReferenceKnownLeak(t testing.TB, reason, ip, id string) {
 	t.Helper()
 	if !s.Reference() {
 		return
 	}
 	spec := &LeakSpec{IPs: []string{ip}, ContainerIDs: []string{id}}
-	rules := ruleLeaks(spec.ruleMatchers())
+	rules := ruleLeaks(s.Host, spec.ruleMatchers())
 	files := ipamLeaks(s.DataDir, []string{id})
 	if len(rules)+len(files) == 0 {
 		return
 	}
 	t.Logf("REFERENCE MODE: known upstream leak (%s): removing %d rules and %d IPAM files of %s; this is asserted in tenantnet mode", reason, len(rules), len(files), ip)
-	deleteRules(t, spec.ruleMatchers())
+	deleteRules(t, s.Host, spec.ruleMatchers())
 	for _, f := range files {
 		_ = os.Remove(strings.TrimPrefix(f, "IPAM allocation file "))
 	}

@@ -1,6 +1,7 @@
 package clients
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"net"
@@ -8,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/tenantnet/tenantnet/test/harness"
 )
 
 // WebCommand is the container command of a test web server: busybox httpd
@@ -19,7 +22,7 @@ func WebCommand(name string) []string {
 
 // FetchTimeout bounds one wget. busybox 1.35's own `wget -T` segfaults when
 // the connection fails, so the bound comes from busybox timeout (SIGKILL).
-const FetchTimeout = 5
+const FetchTimeout = 3
 
 // ShellWrap runs args under sh, for a container whose PID 1 would otherwise
 // be the command: busybox timeout kills its parent, which execs the command,
@@ -49,9 +52,26 @@ func NameURL(host string, port int) string {
 	return fmt.Sprintf("http://%s/name", net.JoinHostPort(host, fmt.Sprint(port)))
 }
 
-// HostGet fetches url from the host.
-func HostGet(url string) (string, error) {
-	c := &http.Client{Timeout: 3 * time.Second}
+// GetFrom fetches url with a TCP connection made inside ns (the simulated
+// host, or the outside): the socket is created by a goroutine locked into
+// the namespace, so it belongs to it for its whole life.
+func GetFrom(ns *harness.NS, url string) (string, error) {
+	tr := &http.Transport{
+		Proxy:             nil, // never a proxy of the machine
+		DisableKeepAlives: true,
+		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+			var c net.Conn
+			err := ns.Run(func() error {
+				var err error
+				d := net.Dialer{Timeout: 3 * time.Second}
+				c, err = d.DialContext(ctx, network, addr)
+				return err
+			})
+			return c, err
+		},
+	}
+	defer tr.CloseIdleConnections()
+	c := &http.Client{Timeout: 3 * time.Second, Transport: tr}
 	resp, err := c.Get(url)
 	if err != nil {
 		return "", err
@@ -67,24 +87,41 @@ func HostGet(url string) (string, error) {
 	return strings.TrimSpace(string(b)), nil
 }
 
-// ExpectHostGet retries a fetch from the host until it returns want (servers
-// take a moment to start listening).
-func ExpectHostGet(t testing.TB, url, want string) {
+// ExpectGetFrom retries a fetch from inside ns until it returns want
+// (servers take a moment to start listening).
+func ExpectGetFrom(t testing.TB, ns *harness.NS, what, url, want string) {
 	t.Helper()
 	var got string
 	start := time.Now()
 	err := Eventually(20*time.Second, 300*time.Millisecond, func() error {
 		var err error
-		got, err = HostGet(url)
+		got, err = GetFrom(ns, url)
 		if err == nil && got != want {
 			err = fmt.Errorf("got %q, want %q", got, want)
 		}
 		return err
 	})
 	if err != nil {
-		t.Fatalf("host GET %s: %v", url, err)
+		t.Fatalf("%s: GET %s from %s: %v", what, url, ns.Name, err)
 	}
-	t.Logf("host GET %s -> %q (%.2fs)", url, got, time.Since(start).Seconds())
+	t.Logf("%s: GET %s from %s -> %q (%.2fs)", what, url, ns.Name, got, time.Since(start).Seconds())
+}
+
+// ExpectHostGet fetches url from the simulated host (a container's address
+// through its tenant gateway, or a published port on 127.0.0.1 / the host IP).
+func (s *Scenario) ExpectHostGet(t testing.TB, url, want string) {
+	t.Helper()
+	ExpectGetFrom(t, s.Host, "from the host", url, want)
+}
+
+// ExpectPublished checks a published port the way a user of the node
+// reaches it: on the host's 127.0.0.1 and own address from the host itself,
+// and on the host's address from the outside network.
+func (s *Scenario) ExpectPublished(t testing.TB, port int, want string) {
+	t.Helper()
+	s.ExpectHostGet(t, NameURL("127.0.0.1", port), want)
+	s.ExpectHostGet(t, NameURL(s.HostIP, port), want)
+	ExpectGetFrom(t, s.Outside, "from the outside", NameURL(s.HostIP, port), want)
 }
 
 // Fetcher runs busybox wget somewhere (in a container or a netns).
