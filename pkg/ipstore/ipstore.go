@@ -71,10 +71,8 @@ func Open(dataDir, network string) (*Store, error) {
 	s := &Store{dir: dir}
 	lock, err := flock.Exclusive(filepath.Join(dir, "lock"))
 	if errors.Is(err, fs.ErrNotExist) {
-		for _, d := range []string{"ips", "owners"} {
-			if err := os.MkdirAll(filepath.Join(dir, d), 0o700); err != nil {
-				return nil, fmt.Errorf("create IPAM data dir: %w", err)
-			}
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			return nil, fmt.Errorf("create IPAM data dir: %w", err)
 		}
 		lock, err = flock.Exclusive(filepath.Join(dir, "lock"))
 	}
@@ -82,6 +80,14 @@ func Open(dataDir, network string) (*Store, error) {
 		return nil, err
 	}
 	s.lock = lock
+	// Under the lock: a process that created dir a moment ago may not have
+	// made the subdirectories yet.
+	for _, d := range []string{"ips", "owners"} {
+		if err := os.Mkdir(filepath.Join(dir, d), 0o700); err != nil && !errors.Is(err, fs.ErrExist) {
+			s.Close()
+			return nil, fmt.Errorf("create IPAM data dir: %w", err)
+		}
+	}
 	id, err := os.ReadFile(bootIDPath)
 	if err != nil {
 		s.Close()

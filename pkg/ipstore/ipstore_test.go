@@ -260,6 +260,28 @@ func TestManyProcessesNeverShareAnAddress(t *testing.T) {
 	checkInvariants(t, dir)
 }
 
+// Many processes opening a store that does not exist yet: whoever takes the
+// lock first must find the whole layout (a race once made ADDs fail).
+func TestParallelFirstUse(t *testing.T) {
+	for round := range 10 {
+		dir := filepath.Join(t.TempDir(), fmt.Sprintf("r%d", round))
+		var cmds []*exec.Cmd
+		for i := range 8 {
+			cmd := spawn(t, "alloc", dir, fmt.Sprintf("f%d", i), `{"type":"tenantnet-ipam","subnet":"10.1.0.0/22"}`)
+			cmd.Stderr = os.Stderr
+			if err := cmd.Start(); err != nil {
+				t.Fatal(err)
+			}
+			cmds = append(cmds, cmd)
+		}
+		for _, cmd := range cmds {
+			if err := cmd.Wait(); err != nil {
+				t.Fatalf("round %d: worker failed: %v", round, err)
+			}
+		}
+	}
+}
+
 // Kill allocating and releasing processes at random moments: whatever the
 // kill interrupted, no address may belong to two owners and every
 // reservation must be findable from its owner (release stays O(1)).
