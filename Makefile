@@ -41,5 +41,10 @@ test-clients: deps build
 	scripts/install-clients.sh
 	TENANTNET_BIN_DIR=$(BIN) $(GO) test -count=1 ./test/clients/
 
+## bench: tenantnet against the reference plugins, side by side, in one run;
+## writes docs/benchmarks.md.
+bench:
+	scripts/bench.sh
+
 clean:
 	rm -rf $(BIN)
