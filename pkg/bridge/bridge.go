@@ -29,6 +29,8 @@ type Spec struct {
 	// lowest port MAC, so the gateway's MAC would change as containers come
 	// and go and every neighbour cache would go stale.
 	MAC net.HardwareAddr
+	// Group is the netdev group, which tells the firewall what the tenant is.
+	Group uint32
 }
 
 // LocalMAC derives a stable, locally administered unicast MAC from a name,
@@ -57,16 +59,17 @@ func Preflight(h netlinksafe.Handle, s Spec) (exists bool, err error) {
 }
 
 // Ensure creates the bridge unless it exists and sets it up. An existing
-// bridge is reused as it is (an operator may have made it on purpose).
-func Ensure(h netlinksafe.Handle, s Spec) (br netlink.Link, created bool, err error) {
+// bridge is reused as it is (an operator may have made it on purpose), but
+// for its MTU and group; prevGroup is its group before, when Ensure changed it.
+func Ensure(h netlinksafe.Handle, s Spec) (br netlink.Link, created bool, prevGroup *uint32, err error) {
 	exists, err := Preflight(h, s)
 	if err != nil {
-		return nil, false, err
+		return nil, false, nil, err
 	}
 	if !exists {
 		if err := create(h, s); err != nil {
 			if !errors.Is(err, unix.EEXIST) {
-				return nil, false, fmt.Errorf("create bridge %s: %w", s.Name, err)
+				return nil, false, nil, fmt.Errorf("create bridge %s: %w", s.Name, err)
 			}
 		} else {
 			created = true
@@ -75,25 +78,31 @@ func Ensure(h netlinksafe.Handle, s Spec) (br netlink.Link, created bool, err er
 			// every link, which tells a tenant about the host's other
 			// tenants and lets a switched-only tenant resolve the host.
 			if _, err := sysctl.Sysctl("net/ipv4/conf/"+s.Name+"/arp_ignore", "1"); err != nil {
-				return nil, created, fmt.Errorf("set arp_ignore on bridge %s: %w", s.Name, err)
+				return nil, created, nil, fmt.Errorf("set arp_ignore on bridge %s: %w", s.Name, err)
 			}
 		}
 	}
 	br, err = h.LinkByName(s.Name)
 	if err != nil {
-		return nil, created, fmt.Errorf("look up bridge %s: %w", s.Name, err)
+		return nil, created, nil, fmt.Errorf("look up bridge %s: %w", s.Name, err)
 	}
 	if s.MTU != 0 && br.Attrs().MTU != s.MTU {
 		if err := h.LinkSetMTU(br, s.MTU); err != nil {
-			return br, created, fmt.Errorf("set mtu %d on bridge %s: %w", s.MTU, s.Name, err)
+			return br, created, nil, fmt.Errorf("set mtu %d on bridge %s: %w", s.MTU, s.Name, err)
 		}
+	}
+	if g := br.Attrs().Group; g != s.Group {
+		if err := h.LinkSetGroup(br, int(s.Group)); err != nil {
+			return br, created, nil, fmt.Errorf("set group of bridge %s: %w", s.Name, err)
+		}
+		prevGroup = &g
 	}
 	if br.Attrs().Flags&net.FlagUp == 0 {
 		if err := h.LinkSetUp(br); err != nil {
-			return br, created, fmt.Errorf("set bridge %s up: %w", s.Name, err)
+			return br, created, prevGroup, fmt.Errorf("set bridge %s up: %w", s.Name, err)
 		}
 	}
-	return br, created, nil
+	return br, created, prevGroup, nil
 }
 
 // create sends one RTM_NEWLINK: vishvananda/netlink's Bridge type cannot set
@@ -109,6 +118,7 @@ func create(h netlinksafe.Handle, s Spec) error {
 	if s.MAC != nil {
 		req.AddData(nl.NewRtAttr(unix.IFLA_ADDRESS, []byte(s.MAC)))
 	}
+	req.AddData(nl.NewRtAttr(unix.IFLA_GROUP, nl.Uint32Attr(s.Group)))
 	info := nl.NewRtAttr(unix.IFLA_LINKINFO, nil)
 	info.AddRtAttr(nl.IFLA_INFO_KIND, nl.NonZeroTerminated("bridge"))
 	data := info.AddRtAttr(nl.IFLA_INFO_DATA, nil)
@@ -232,8 +242,8 @@ func Release(h netlinksafe.Handle, port string) error {
 	return nil
 }
 
-// CheckUp verifies that name is an up bridge.
-func CheckUp(h netlinksafe.Handle, name string) error {
+// CheckUp verifies that name is an up bridge in group.
+func CheckUp(h netlinksafe.Handle, name string, group uint32) error {
 	link, err := h.LinkByName(name)
 	if err != nil {
 		return fmt.Errorf("bridge %s: %w", name, err)
@@ -243,6 +253,21 @@ func CheckUp(h netlinksafe.Handle, name string) error {
 	}
 	if link.Attrs().Flags&net.FlagUp == 0 {
 		return fmt.Errorf("bridge %s is down", name)
+	}
+	if link.Attrs().Group != group {
+		return fmt.Errorf("bridge %s is in netdev group %#x, not %#x: the firewall would not know it as this tenant", name, link.Attrs().Group, group)
+	}
+	return nil
+}
+
+// SetGroup gives a bridge back the netdev group it had; gone is fine.
+func SetGroup(h netlinksafe.Handle, name string, group uint32) error {
+	link, err := netlinkx.Lookup(h, name)
+	if err != nil || link == nil {
+		return err
+	}
+	if err := h.LinkSetGroup(link, int(group)); err != nil {
+		return fmt.Errorf("restore group of bridge %s: %w", name, err)
 	}
 	return nil
 }

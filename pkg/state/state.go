@@ -57,7 +57,9 @@ type Undo struct {
 	CreatedBridge  bool           `json:"createdBridge,omitempty"`
 	EnslavedUplink bool           `json:"enslavedUplink,omitempty"`
 	AddedAddrs     []netip.Prefix `json:"addedAddrs,omitempty"`
-	Moved          uplink.Moved   `json:"moved,omitzero"`
+	// PrevGroup is the netdev group an existing bridge had before.
+	PrevGroup *uint32      `json:"prevGroup,omitempty"`
+	Moved     uplink.Moved `json:"moved,omitzero"`
 }
 
 // Tenant is one tenant's record.

@@ -64,7 +64,7 @@ func cmdCheck(args *skel.CmdArgs) error {
 			return fmt.Errorf("VLAN link %s (vlan %d on %s) is missing", c.VLANInterface, c.VLAN, c.Trunk)
 		}
 	}
-	if err := bridge.CheckUp(hs.nl, c.Bridge); err != nil {
+	if err := bridge.CheckUp(hs.nl, c.Bridge, rec.Spec.Group()); err != nil {
 		return err
 	}
 	if up := c.Uplink(); up != "" {

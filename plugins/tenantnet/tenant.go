@@ -132,7 +132,7 @@ func (hs *host) intact(want *state.Tenant) (bool, error) {
 	if err != nil || rec == nil || !same(rec, want) {
 		return false, err
 	}
-	if err := bridge.CheckUp(hs.nl, want.Spec.Bridge); err != nil {
+	if err := bridge.CheckUp(hs.nl, want.Spec.Bridge, want.Spec.Group()); err != nil {
 		return false, nil
 	}
 	h, err := hs.st.ReadHost()
@@ -271,7 +271,7 @@ func (hs *host) build(c *netconf.Config, t *state.Tenant) error {
 			return err
 		}
 	}
-	bs := bridge.Spec{Name: c.Bridge, MTU: c.MTU}
+	bs := bridge.Spec{Name: c.Bridge, MTU: c.MTU, Group: t.Spec.Group()}
 	if _, err := bridge.Preflight(hs.nl, bs); err != nil {
 		return err
 	}
@@ -303,8 +303,11 @@ func (hs *host) build(c *netconf.Config, t *state.Tenant) error {
 		bs.MAC = bridge.LocalMAC(c.Bridge)
 	}
 
-	br, created, err := bridge.Ensure(hs.nl, bs)
+	br, created, prevGroup, err := bridge.Ensure(hs.nl, bs)
 	t.Undo.CreatedBridge = t.Undo.CreatedBridge || created
+	if prevGroup != nil && !t.Undo.CreatedBridge && t.Undo.PrevGroup == nil {
+		t.Undo.PrevGroup = prevGroup
+	}
 	if err != nil {
 		return err
 	}
@@ -371,6 +374,9 @@ func (hs *host) unbuild(t *state.Tenant) error {
 	u := t.Undo
 	if !u.CreatedBridge {
 		errs = append(errs, bridge.DelAddrs(hs.nl, t.Spec.Bridge, u.AddedAddrs))
+		if u.PrevGroup != nil {
+			errs = append(errs, bridge.SetGroup(hs.nl, t.Spec.Bridge, *u.PrevGroup))
+		}
 	}
 	if u.EnslavedUplink {
 		up := t.Links.VLANInterface

@@ -55,6 +55,18 @@ func (n *NS) Snapshot(t testing.TB) string {
 		sort.Strings(lines)
 		b.WriteString(strings.Join(lines, "\n"))
 		b.WriteString("\n")
+		return nil
+	})
+	b.WriteString(n.Ruleset(t))
+	return b.String()
+}
+
+// Ruleset is the namespace's iptables, ip6tables and nftables rulesets, with
+// counters and handles removed.
+func (n *NS) Ruleset(t testing.TB) string {
+	t.Helper()
+	var b strings.Builder
+	n.Do(t, func() error {
 		for _, cmd := range [][]string{{"iptables-save"}, {"ip6tables-save"}, {"nft", "list", "ruleset"}} {
 			out, err := exec.Command(cmd[0], cmd[1:]...).CombinedOutput()
 			if err != nil {

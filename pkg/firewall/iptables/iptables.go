@@ -90,11 +90,14 @@ func (b *Backend) Apply(ts []tenant.Spec) error {
 	if err := b.v4.apply(ts); err != nil {
 		return err
 	}
-	if err := b.v6.apply(ts); err != nil {
-		if needsV6(ts) {
-			return err
-		}
-		fmt.Fprintf(os.Stderr, "tenantnet: IPv6 isolation rules not applied: %v\n", err)
+	// Without an IPv6 tenant the host routes no IPv6 between tenant
+	// bridges (they carry only link-local addresses), so IPv6 rules would
+	// only be clutter.
+	if needsV6(ts) {
+		return b.v6.apply(ts)
+	}
+	if err := b.v6.apply(nil); err != nil {
+		fmt.Fprintf(os.Stderr, "tenantnet: remove IPv6 rules: %v\n", err)
 	}
 	return nil
 }
@@ -105,6 +108,9 @@ func (f *family) apply(ts []tenant.Spec) error {
 		return err
 	}
 	if len(ts) == 0 {
+		if !f.hasChains(ipt) {
+			return nil
+		}
 		for _, j := range jumps {
 			if ok, _ := ipt.ChainExists(j.table, j.target); !ok {
 				continue
@@ -135,6 +141,22 @@ func (f *family) apply(ts []tenant.Spec) error {
 	return nil
 }
 
+// hasChains reports whether any tenantnet chain exists in this family.
+func (f *family) hasChains(ipt *goipt.IPTables) bool {
+	for _, t := range []string{"filter", "nat"} {
+		chains, err := ipt.ListChains(t)
+		if err != nil {
+			return true // unsure: let teardown find out
+		}
+		for _, c := range chains {
+			if strings.HasPrefix(c, "TENANTNET-") {
+				return true
+			}
+		}
+	}
+	return false
+}
+
 func (f *family) restore(tables []table) error {
 	cmd := exec.Command(f.cmd()+"-restore", "-w", "--noflush")
 	in := restoreInput(tables)
@@ -159,10 +181,14 @@ func (b *Backend) familyFor(t tenant.Spec) *family {
 }
 
 // Present is the cheap check on ADD's fast path: the jump into tenantnet's
-// FORWARD chain and the tenant's first rule are there (a firewall reload that
-// flushed them makes ADD rebuild the rules).
+// FORWARD chain and the tenant's same-bridge rule are there (a firewall
+// reload that flushed them makes ADD rebuild the rules). With iptables-nft
+// it reads the rules over netlink; with iptables-legacy it runs iptables -C.
 func (b *Backend) Present(t tenant.Spec) (bool, error) {
 	f := b.familyFor(t)
+	if ok, known := presentNF(t.Bridge, f.v6); known {
+		return ok, nil
+	}
 	ipt, err := f.get()
 	if err != nil {
 		return false, err
@@ -181,10 +207,8 @@ func (b *Backend) Present(t tenant.Spec) (bool, error) {
 // Check verifies that every rule of t, and the jumps, are installed.
 func (b *Backend) Check(all []tenant.Spec, t tenant.Spec) error {
 	for _, f := range []*family{&b.v4, &b.v6} {
-		if f.v6 && !needsV6([]tenant.Spec{t}) {
-			if _, err := f.get(); err != nil {
-				continue
-			}
+		if f.v6 && !needsV6(all) {
+			continue
 		}
 		ipt, err := f.get()
 		if err != nil {
@@ -195,10 +219,11 @@ func (b *Backend) Check(all []tenant.Spec, t tenant.Spec) error {
 				return fmt.Errorf("%s: the jump from %s %s to %s is missing", f.cmd(), j.table, j.chain, j.target)
 			}
 		}
-		want := "tenantnet:" + t.Bridge
+		// The tenant's own rules and the shared ones it relies on.
+		own := "tenantnet:" + t.Bridge
 		for _, tb := range render(all, f.v6) {
 			for _, r := range tb.rules {
-				if !slices.Contains(r.args, want) {
+				if !slices.Contains(r.args, own) && !slices.Contains(r.args, "tenantnet") {
 					continue
 				}
 				if ok, err := ipt.Exists(tb.name, r.chain, r.args...); err != nil || !ok {

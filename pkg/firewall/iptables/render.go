@@ -49,16 +49,13 @@ type table struct {
 	rules  []rule
 }
 
-// Stage-two chains keep isolation O(tenants): a tenant's stage-one rule sends
-// its packets to a chain listing every bridge they may not reach, named for
-// the set of bridges listed and the drop action (Docker's two-stage layout).
-var (
-	stageSets    = []string{"ANY", "ISO"} // every tenant bridge, or only isolated ones
-	stageActions = []string{"DROP", "REJECT", "LOG"}
-)
+// Stage-two chains for INPUT: a tenant's packets to the host go to a chain
+// listing the gateway addresses they may not reach (every other tenant's, or
+// only isolated tenants'), one chain per drop action.
+var stageSets = []string{"ANY", "ISO"}
 
-func stageChain(hook, set, drop string) string {
-	return fmt.Sprintf("TENANTNET-%s-%s-%s", hook, set, strings.ToUpper(drop))
+func stageChain(set, action string) string {
+	return fmt.Sprintf("TENANTNET-IN-%s-%s", set, strings.ToUpper(action))
 }
 
 func verdict(drop string) string {
@@ -71,20 +68,19 @@ func verdict(drop string) string {
 	return "DROP"
 }
 
-func tag(bridge string) []string {
-	return []string{"-m", "comment", "--comment", "tenantnet:" + bridge}
-}
+func tag(bridge string) []string { return []string{"-m", "comment", "--comment", "tenantnet:" + bridge} }
+
+var global = []string{"-m", "comment", "--comment", "tenantnet"}
 
 func args(parts ...[]string) []string { return slices.Concat(parts...) }
 
-func ofFamily[T interface{ Is4() bool }](xs []T, v6 bool) []T {
-	var out []T
-	for _, x := range xs {
-		if x.Is4() != v6 {
-			out = append(out, x)
-		}
-	}
-	return out
+// group renders a devgroup match value/mask.
+func group(value, mask uint32) string { return fmt.Sprintf("%#x/%#x", value, mask) }
+
+func src(value, mask uint32) []string { return []string{"-m", "devgroup", "--src-group", group(value, mask)} }
+func dst(value, mask uint32) []string { return []string{"--dst-group", group(value, mask)} }
+func dstOnly(value, mask uint32) []string {
+	return []string{"-m", "devgroup", "--dst-group", group(value, mask)}
 }
 
 func prefixes(ps []netip.Prefix, v6 bool) []netip.Prefix {
@@ -100,60 +96,83 @@ func prefixes(ps []netip.Prefix, v6 bool) []netip.Prefix {
 func host(a netip.Addr) string { return netip.PrefixFrom(a, a.BitLen()).String() }
 
 // render builds the ruleset for one family. Rules depend only on tenants,
-// never on containers: adding a container adds nothing here.
+// never on containers, and most do not depend on tenants either: each tenant
+// bridge's netdev group (tenant.Spec.Group) says whether it is isolated,
+// switched only, and how it drops, so isolation is a few -m devgroup rules.
+// Per tenant remain: traffic inside its bridge, its gateway addresses, NAT.
 func render(ts []tenant.Spec, v6 bool) []table {
-	filter := table{name: "filter"}
+	const (
+		mark     = tenant.GroupMark
+		markMask = tenant.GroupMarkMask
+		iso      = tenant.GroupIsolated
+		l2       = tenant.GroupNotRouted
+		act      = tenant.GroupActionMask
+	)
 	used := map[string]bool{chainForward: true, chainInput: true}
 	var fwd, in, stage []rule
 	add := func(dst *[]rule, chain string, a ...[]string) { *dst = append(*dst, rule{chain, args(a...)}) }
+	has := func(f func(tenant.Spec) bool) bool { return slices.ContainsFunc(ts, f) }
 
-	// Traffic inside one bridge: with br_netfilter it crosses FORWARD too,
-	// and a hairpinned port mapping is routed back out of the same bridge.
+	// Inside one bridge: with br_netfilter bridged frames cross FORWARD, and
+	// a hairpinned port mapping is routed back out of the same bridge.
 	for _, t := range ts {
 		add(&fwd, chainForward, []string{"-i", t.Bridge, "-o", t.Bridge}, tag(t.Bridge), []string{"-j", "ACCEPT"})
 	}
-	// Refusals, all before any accept.
-	for _, t := range ts {
-		v := verdict(t.Drop)
+	anyIsolated := has(func(t tenant.Spec) bool { return t.Isolated })
+	for _, a := range tenant.DropActions {
+		withAction := func(t tenant.Spec) bool { return t.Drop == a }
+		if !has(withAction) {
+			continue
+		}
+		v, bits := verdict(a), tenant.ActionBits(a)
 		if v == chainLogDrop {
 			used[chainLogDrop] = true
 		}
-		if !t.Routed {
-			add(&fwd, chainForward, []string{"-i", t.Bridge}, tag(t.Bridge), []string{"-j", v})
-			add(&fwd, chainForward, []string{"-o", t.Bridge}, tag(t.Bridge), []string{"-j", v})
-			add(&in, chainInput, []string{"-i", t.Bridge}, tag(t.Bridge), []string{"-j", v})
-			continue
+		// Refusals, all before any accept: a switched-only tenant is routed
+		// nowhere; between two tenant bridges an isolated end refuses (the
+		// source's action, except towards a switched-only tenant, which
+		// refuses with its own).
+		if has(func(t tenant.Spec) bool { return withAction(t) && !t.Routed }) {
+			add(&fwd, chainForward, src(mark|l2|bits, markMask|l2|act), global, []string{"-j", v})
+			add(&fwd, chainForward, dstOnly(mark|l2|bits, markMask|l2|act), global, []string{"-j", v})
+			add(&in, chainInput, src(mark|l2|bits, markMask|l2|act), global, []string{"-j", v})
 		}
-		set := "ISO"
-		if t.Isolated {
-			set = "ANY"
+		if has(func(t tenant.Spec) bool { return withAction(t) && t.Isolated }) {
+			add(&fwd, chainForward, src(mark|iso|bits, markMask|iso|act), dst(mark, markMask), global, []string{"-j", v})
 		}
-		f, i := stageChain("FWD", set, t.Drop), stageChain("IN", set, t.Drop)
-		used[f], used[i] = true, true
-		add(&fwd, chainForward, []string{"-i", t.Bridge}, tag(t.Bridge), []string{"-j", f})
-		add(&in, chainInput, []string{"-i", t.Bridge}, tag(t.Bridge), []string{"-j", i})
+		// (An isolated source is refused by the rule above already.)
+		if anyIsolated && has(func(t tenant.Spec) bool { return withAction(t) && !t.Isolated }) {
+			add(&fwd, chainForward, src(mark|bits, markMask|iso|act), dst(mark|iso, markMask|iso), global, []string{"-j", v})
+		}
+		// To the host: an isolated tenant reaches no other tenant's gateway,
+		// any tenant no isolated tenant's.
+		if c := stageChain("ANY", a); has(func(t tenant.Spec) bool { return withAction(t) && t.Isolated && t.Routed }) {
+			used[c] = true
+			add(&in, chainInput, src(mark|iso|bits, markMask|iso|l2|act), global, []string{"-j", c})
+		}
+		if c := stageChain("ISO", a); anyIsolated && has(func(t tenant.Spec) bool { return withAction(t) && !t.Isolated && t.Routed }) {
+			used[c] = true
+			add(&in, chainInput, src(mark|bits, markMask|iso|l2|act), global, []string{"-j", c})
+		}
 	}
-	for _, t := range ts {
-		if t.Routed {
-			add(&fwd, chainForward, []string{"-i", t.Bridge}, tag(t.Bridge), []string{"-j", "ACCEPT"})
-			add(&fwd, chainForward, []string{"-o", t.Bridge}, tag(t.Bridge), []string{"-j", "ACCEPT"})
-		}
+	if has(func(t tenant.Spec) bool { return t.Routed }) {
+		// nova's gateway rules, for hosts whose FORWARD policy is DROP.
+		add(&fwd, chainForward, src(mark, markMask|l2), global, []string{"-j", "ACCEPT"})
+		add(&fwd, chainForward, dstOnly(mark, markMask|l2), global, []string{"-j", "ACCEPT"})
 	}
-	// Stage two: the bridges (FWD) and gateway addresses (IN) in each set.
 	for _, set := range stageSets {
-		for _, act := range stageActions {
-			f, i := stageChain("FWD", set, act), stageChain("IN", set, act)
-			v := verdict(strings.ToLower(act))
+		for _, a := range tenant.DropActions {
+			c := stageChain(set, a)
+			if !used[c] {
+				continue
+			}
 			for _, x := range ts {
-				if set == "ISO" && !x.Isolated {
+				if !x.Routed || (set == "ISO" && !x.Isolated) {
 					continue
 				}
-				if used[f] {
-					add(&stage, f, []string{"-o", x.Bridge}, tag(x.Bridge), []string{"-j", v})
-				}
-				if used[i] && x.Routed {
-					for _, gw := range ofFamily(x.Gateways, v6) {
-						add(&stage, i, []string{"-d", host(gw), "!", "-i", x.Bridge}, tag(x.Bridge), []string{"-j", v})
+				for _, gw := range x.Gateways {
+					if gw.Is4() != v6 {
+						add(&stage, c, []string{"-d", host(gw), "!", "-i", x.Bridge}, tag(x.Bridge), []string{"-j", verdict(a)})
 					}
 				}
 			}
@@ -163,7 +182,7 @@ func render(ts []tenant.Spec, v6 bool) []table {
 		add(&stage, chainLogDrop, []string{"-m", "limit", "--limit", "10/sec", "-j", "LOG", "--log-prefix", "tenantnet-drop: "})
 		add(&stage, chainLogDrop, []string{"-j", "DROP"})
 	}
-	filter.rules = slices.Concat(fwd, in, stage)
+	filter := table{name: "filter", rules: slices.Concat(fwd, in, stage)}
 	for _, c := range filterChains() {
 		if used[c] {
 			filter.chains = append(filter.chains, c)
@@ -207,8 +226,8 @@ func render(ts []tenant.Spec, v6 bool) []table {
 func filterChains() []string {
 	cs := []string{chainForward, chainInput}
 	for _, set := range stageSets {
-		for _, act := range stageActions {
-			cs = append(cs, stageChain("FWD", set, act), stageChain("IN", set, act))
+		for _, a := range tenant.DropActions {
+			cs = append(cs, stageChain(set, a))
 		}
 	}
 	return append(cs, chainLogDrop)

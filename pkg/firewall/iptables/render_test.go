@@ -43,7 +43,8 @@ func TestRulesGrowLinearlyWithTenants(t *testing.T) {
 			t.Fatalf("rule counts %v do not grow by a constant per tenant", counts)
 		}
 	}
-	if step > 12 {
+	// Same-bridge accept, gateway entry, NAT exemption and masquerade.
+	if step > 4 {
 		t.Fatalf("%d rules per tenant", step)
 	}
 }
@@ -79,7 +80,7 @@ func TestRefusalsBeforeAccepts(t *testing.T) {
 	}
 }
 
-func TestIsolationSets(t *testing.T) {
+func TestIsolationByGroup(t *testing.T) {
 	ts := []tenant.Spec{
 		spec("iso", "10.0.1.0/24", true, true, nil),
 		spec("open1", "10.0.2.0/24", true, false, nil),
@@ -87,20 +88,26 @@ func TestIsolationSets(t *testing.T) {
 	}
 	all := strings.Join(lines(render(ts, false)), "\n")
 	for _, want := range []string{
-		"filter TENANTNET-FORWARD -i iso -m comment --comment tenantnet:iso -j TENANTNET-FWD-ANY-DROP",
-		"filter TENANTNET-FORWARD -i open1 -m comment --comment tenantnet:open1 -j TENANTNET-FWD-ISO-DROP",
-		"filter TENANTNET-FWD-ISO-DROP -o iso -m comment --comment tenantnet:iso -j DROP",
-		"filter TENANTNET-FWD-ANY-DROP -o open2 -m comment --comment tenantnet:open2 -j DROP",
+		// isolated source -> any tenant bridge
+		"filter TENANTNET-FORWARD -m devgroup --src-group 0x746e0001/0xffff000d --dst-group 0x746e0000/0xffff0000 -m comment --comment tenantnet -j DROP",
+		// open source -> isolated bridge
+		"filter TENANTNET-FORWARD -m devgroup --src-group 0x746e0000/0xffff000d --dst-group 0x746e0001/0xffff0001 -m comment --comment tenantnet -j DROP",
+		// nova's gateway rules, once for all routed tenants
+		"filter TENANTNET-FORWARD -m devgroup --src-group 0x746e0000/0xffff0002 -m comment --comment tenantnet -j ACCEPT",
 		"filter TENANTNET-IN-ANY-DROP -d 10.0.2.1/32 ! -i open1 -m comment --comment tenantnet:open1 -j DROP",
 		"filter TENANTNET-IN-ISO-DROP -d 10.0.1.1/32 ! -i iso -m comment --comment tenantnet:iso -j DROP",
 	} {
 		if !strings.Contains(all, want) {
-			t.Errorf("missing %q", want)
+			t.Errorf("missing %q in\n%s", want, all)
 		}
 	}
-	// Two open tenants reach each other: open1's stage-two set lists only isolated bridges.
-	if strings.Contains(all, "TENANTNET-FWD-ISO-DROP -o open2") {
+	// Two open tenants reach each other's gateways: only isolated ones are listed for them.
+	if strings.Contains(all, "TENANTNET-IN-ISO-DROP -d 10.0.3.1/32") {
 		t.Error("open tenants isolated from each other")
+	}
+	// Groups in the rules agree with the groups on the bridges.
+	if g := ts[0].Group(); g != 0x746e0001 {
+		t.Errorf("group of an isolated routed tenant that drops: %#x", g)
 	}
 }
 
@@ -124,12 +131,12 @@ func TestNATInNovaOrder(t *testing.T) {
 func TestUnusedChainsAreDeclaredAndDeleted(t *testing.T) {
 	tables := render([]tenant.Spec{spec("br", "10.0.1.0/24", true, true, nil)}, false)
 	in := restoreInput(tables)
-	for _, c := range []string{"TENANTNET-FWD-ISO-REJECT", "TENANTNET-LOG-DROP"} {
+	for _, c := range []string{"TENANTNET-IN-ISO-REJECT", "TENANTNET-LOG-DROP"} {
 		if !strings.Contains(in, ":"+c+" - [0:0]\n") || !strings.Contains(in, "-X "+c+"\n") {
 			t.Errorf("unused chain %s not declared and deleted:\n%s", c, in)
 		}
 	}
-	if strings.Contains(in, "-X TENANTNET-FWD-ANY-DROP") {
+	if strings.Contains(in, "-X TENANTNET-IN-ANY-DROP") {
 		t.Error("used chain deleted")
 	}
 	down := restoreInput(teardown())
@@ -142,7 +149,7 @@ func TestLogDropChain(t *testing.T) {
 	s := spec("br", "10.0.1.0/24", true, true, nil)
 	s.Drop = "log"
 	all := strings.Join(lines(render([]tenant.Spec{s}, false)), "\n")
-	harness := []string{"TENANTNET-FWD-ANY-LOG -o br", "-j TENANTNET-LOG-DROP", "TENANTNET-LOG-DROP -m limit --limit 10/sec -j LOG --log-prefix tenantnet-drop: "}
+	harness := []string{"--src-group 0x746e0009/0xffff000d --dst-group 0x746e0000/0xffff0000 -m comment --comment tenantnet -j TENANTNET-LOG-DROP", "TENANTNET-IN-ANY-LOG -d 10.0.1.1/32", "TENANTNET-LOG-DROP -m limit --limit 10/sec -j LOG --log-prefix tenantnet-drop: "}
 	for _, w := range harness {
 		if !strings.Contains(all, w) {
 			t.Errorf("missing %q in\n%s", w, all)

@@ -17,11 +17,11 @@ import (
 // plan is the table's content, computed from the tenants without touching
 // the kernel, so it can be tested on its own.
 type plan struct {
-	bridges, isolated, nogw, routed []string
-	action                          map[string]string // bridge -> drop, reject or log
-	gw, isoGW                       []netip.Addr      // gateways of routed tenants; of isolated ones
-	ownGW                           []ownGW           // bridge . gateway: a tenant may reach its own
-	nat                             []natRule
+	bridges, isolated, nogw []string
+	action                  map[string]string // bridge -> drop, reject or log
+	gw, isoGW               []netip.Addr      // gateways of routed tenants; of isolated ones
+	ownGW                   []ownGW           // bridge . gateway: a tenant may reach its own
+	nat                     []natRule
 }
 
 type ownGW struct {
@@ -51,7 +51,6 @@ func makePlan(ts []tenant.Spec) plan {
 			p.nogw = append(p.nogw, t.Bridge)
 			continue
 		}
-		p.routed = append(p.routed, t.Bridge)
 		for _, gw := range t.Gateways {
 			p.gw = append(p.gw, gw)
 			p.ownGW = append(p.ownGW, ownGW{t.Bridge, gw})

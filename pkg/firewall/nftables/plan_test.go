@@ -36,7 +36,6 @@ func TestPlanPutsTenantsInSets(t *testing.T) {
 	check("bridges", p.bridges, []string{"iso", "open", "l2"})
 	check("isolated", p.isolated, []string{"iso", "l2"})
 	check("nogw", p.nogw, []string{"l2"})
-	check("routed", p.routed, []string{"iso", "open"})
 	if len(p.gw) != 2 || len(p.isoGW) != 1 || p.isoGW[0].String() != "10.0.1.1" || len(p.ownGW) != 2 {
 		t.Errorf("gateways: %v %v %v", p.gw, p.isoGW, p.ownGW)
 	}

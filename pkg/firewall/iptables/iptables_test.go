@@ -1,0 +1,42 @@
+package iptables
+
+import (
+	"os"
+	"testing"
+
+	"github.com/tenantnet/tenantnet/pkg/tenant"
+	"github.com/tenantnet/tenantnet/test/harness"
+)
+
+// Against the real kernel in a namespace: Apply installs, Present sees it
+// without starting a process, Apply(nil) removes every trace.
+func TestApplyPresentTeardown(t *testing.T) {
+	n := harness.NewNS(t, "ipt")
+	before := n.Snapshot(t)
+	ts := []tenant.Spec{spec("br1", "10.0.1.0/24", true, true, &tenant.NAT{}), spec("br2", "10.0.2.0/24", true, false, nil)}
+	b := New()
+	n.Do(t, func() error { return b.Apply(ts) })
+	n.Do(t, func() error { return b.Apply(ts) }) // idempotent
+	rules := n.Sh(t, "iptables-save")
+	harness.MustContain(t, rules, "-A FORWARD -m comment --comment tenantnet -j TENANTNET-FORWARD", "--src-group 0x746e0001/0xffff000d")
+	n.Do(t, func() error {
+		// No iptables binary on PATH: the fast path must not need one.
+		path := os.Getenv("PATH")
+		os.Setenv("PATH", "")
+		defer os.Setenv("PATH", path)
+		for _, s := range ts {
+			if ok, err := b.Present(s); !ok || err != nil {
+				t.Errorf("Present(%s) = %v, %v", s.Bridge, ok, err)
+			}
+		}
+		if ok, _ := b.Present(spec("br3", "10.0.3.0/24", true, true, nil)); ok {
+			t.Error("Present for a tenant with no rules")
+		}
+		return nil
+	})
+	n.Do(t, func() error { return b.Check(ts, ts[0]) })
+	n.Do(t, func() error { return b.Apply(nil) })
+	if after := n.Snapshot(t); after != before {
+		t.Fatalf("teardown left:\n%s", harness.Diff(before, after))
+	}
+}
