@@ -252,6 +252,17 @@ if [[ ! -f $kdir/ready ]]; then
 	# cannot write there; that warning is harmless and filtered out.
 	if ! (cd "$kdir.tmp" && apt-get download -qq "$kpkg=$kver_pkg" 2>"$work/apt.err"); then
 		cat "$work/apt.err" >&2
+		if [[ -z ${TNVM_BUILD_RETRIED:-} ]]; then
+			# Old apt lists can name a kernel the mirror no longer has: refresh them and
+			# start over (the lock is released first: the new process takes it again).
+			log "download failed: refreshing the apt lists and starting over"
+			apt_update
+			rm -rf "$kdir.tmp" "$cache/.kernel-choice"
+			cleanup
+			trap - EXIT
+			exec 9>&-
+			TNVM_BUILD_RETRIED=1 exec "${BASH_SOURCE[0]}" "$@"
+		fi
 		die "apt-get download $kpkg=$kver_pkg failed"
 	fi
 	grep -v 'unsandboxed' "$work/apt.err" >&2 || true

@@ -68,7 +68,9 @@ func verdict(drop string) string {
 	return "DROP"
 }
 
-func tag(bridge string) []string { return []string{"-m", "comment", "--comment", "tenantnet:" + bridge} }
+func tag(bridge string) []string {
+	return []string{"-m", "comment", "--comment", "tenantnet:" + bridge}
+}
 
 var global = []string{"-m", "comment", "--comment", "tenantnet"}
 
@@ -77,7 +79,9 @@ func args(parts ...[]string) []string { return slices.Concat(parts...) }
 // group renders a devgroup match value/mask.
 func group(value, mask uint32) string { return fmt.Sprintf("%#x/%#x", value, mask) }
 
-func src(value, mask uint32) []string { return []string{"-m", "devgroup", "--src-group", group(value, mask)} }
+func src(value, mask uint32) []string {
+	return []string{"-m", "devgroup", "--src-group", group(value, mask)}
+}
 func dst(value, mask uint32) []string { return []string{"--dst-group", group(value, mask)} }
 func dstOnly(value, mask uint32) []string {
 	return []string{"-m", "devgroup", "--dst-group", group(value, mask)}

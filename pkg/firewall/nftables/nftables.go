@@ -178,4 +178,3 @@ func ifname(n string) []byte {
 	copy(b, n)
 	return b
 }
-
