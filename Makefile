@@ -19,7 +19,7 @@ demo: deps
 	scripts/demo.sh
 
 ## test: every tier; a failure in any fails the run.
-test: test-host test-clients
+test: test-host test-vm test-clients
 
 ## test-host: unit tests and the end-to-end suite on this machine's kernel.
 test-host: test-unit test-e2e
@@ -33,6 +33,12 @@ test-e2e: deps build
 	TENANTNET_BIN_DIR=$(BIN) TENANTNET_TEST_BACKEND=nftables $(GO) test -count=1 ./test/e2e/...
 	@echo "==== host tier: end-to-end, iptables backend"
 	TENANTNET_BIN_DIR=$(BIN) TENANTNET_TEST_BACKEND=iptables $(GO) test -count=1 ./test/e2e/...
+
+## test-vm: the tier on a real Debian kernel under QEMU (802.1Q VLANs, two
+## hosts over a trunk, the e2e suite with and without br_netfilter).
+test-vm: deps
+	@echo "==== VM tier (real Debian kernel under QEMU)"
+	scripts/test-vm.sh
 
 ## test-clients: cnitool, podman (CNI backend), containerd/CRI and libcni
 ## driving tenantnet, each inside a simulated host namespace.

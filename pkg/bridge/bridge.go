@@ -207,7 +207,7 @@ func DelAddrs(h netlinksafe.Handle, bridge string, addrs []netip.Prefix) error {
 
 // HasAddrs reports the first of addrs missing from the bridge.
 func HasAddrs(h netlinksafe.Handle, br netlink.Link, addrs []netip.Prefix) error {
-	have, err := h.AddrList(br, netlink.FAMILY_ALL)
+	have, err := netlinkx.AddrList(h, br, netlink.FAMILY_ALL)
 	if err != nil {
 		return fmt.Errorf("list addresses of %s: %w", br.Attrs().Name, err)
 	}

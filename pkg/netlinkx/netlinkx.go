@@ -42,3 +42,17 @@ func DeleteIf(h netlinksafe.Handle, name string, ours func(netlink.Link) bool) e
 	}
 	return nil
 }
+
+// AddrList lists a link's addresses through h. netlinksafe.Handle has no
+// AddrList of its own, and a dump raced by another ADD changing addresses
+// fails with ErrDumpInterrupted: retry it as netlinksafe does elsewhere.
+func AddrList(h netlinksafe.Handle, link netlink.Link, family int) ([]netlink.Addr, error) {
+	var addrs []netlink.Addr
+	var err error
+	for range 10 {
+		if addrs, err = h.AddrList(link, family); !errors.Is(err, netlink.ErrDumpInterrupted) {
+			break
+		}
+	}
+	return addrs, err
+}

@@ -14,6 +14,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/tenantnet/tenantnet/pkg/ipx"
+	"github.com/tenantnet/tenantnet/pkg/netlinkx"
 )
 
 // Addr is a moved address.
@@ -52,7 +53,7 @@ func Move(h netlinksafe.Handle, from, to netlink.Link) (Moved, error) {
 	if err != nil {
 		return m, err
 	}
-	addrs, err := h.AddrList(from, netlink.FAMILY_ALL)
+	addrs, err := netlinkx.AddrList(h, from, netlink.FAMILY_ALL)
 	if err != nil {
 		return m, fmt.Errorf("list addresses of %s: %w", from.Attrs().Name, err)
 	}

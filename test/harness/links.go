@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/containernetworking/plugins/pkg/netlinksafe"
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 )
@@ -124,7 +125,7 @@ func (n *NS) Addrs(t testing.TB, link string) []netip.Prefix {
 		if err != nil {
 			return err
 		}
-		as, err := netlink.AddrList(l, netlink.FAMILY_ALL)
+		as, err := netlinksafe.AddrList(l, netlink.FAMILY_ALL)
 		if err != nil {
 			return err
 		}

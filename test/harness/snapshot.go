@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/containernetworking/plugins/pkg/netlinksafe"
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 )
@@ -22,7 +23,7 @@ func (n *NS) Snapshot(t testing.TB) string {
 	var b strings.Builder
 	n.settle(t)
 	n.Do(t, func() error {
-		links, err := netlink.LinkList()
+		links, err := netlinksafe.LinkList()
 		if err != nil {
 			return err
 		}
@@ -36,7 +37,7 @@ func (n *NS) Snapshot(t testing.TB) string {
 			up := a.Flags&(1<<0) != 0
 			lines = append(lines, fmt.Sprintf("link %s type=%s master=%s mtu=%d up=%v mac=%s",
 				a.Name, l.Type(), byIndex[a.MasterIndex], a.MTU, up, a.HardwareAddr))
-			addrs, err := netlink.AddrList(l, netlink.FAMILY_ALL)
+			addrs, err := netlinksafe.AddrList(l, netlink.FAMILY_ALL)
 			if err != nil {
 				return err
 			}
@@ -44,7 +45,7 @@ func (n *NS) Snapshot(t testing.TB) string {
 				lines = append(lines, fmt.Sprintf("addr %s %s scope=%d", a.Name, ad.IPNet, ad.Scope))
 			}
 		}
-		routes, err := netlink.RouteListFiltered(netlink.FAMILY_ALL, &netlink.Route{Table: unix.RT_TABLE_UNSPEC}, netlink.RT_FILTER_TABLE)
+		routes, err := netlinksafe.RouteListFiltered(netlink.FAMILY_ALL, &netlink.Route{Table: unix.RT_TABLE_UNSPEC}, netlink.RT_FILTER_TABLE)
 		if err != nil {
 			return err
 		}
@@ -132,7 +133,7 @@ func (n *NS) settle(t testing.TB) {
 	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
 		tentative := false
 		n.Do(t, func() error {
-			addrs, err := netlink.AddrList(nil, netlink.FAMILY_V6)
+			addrs, err := netlinksafe.AddrList(nil, netlink.FAMILY_V6)
 			for _, a := range addrs {
 				if a.Flags&unix.IFA_F_TENTATIVE != 0 {
 					tentative = true

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"testing"
 
+	"github.com/containernetworking/plugins/pkg/netlinksafe"
 	"github.com/vishvananda/netlink"
 
 	"github.com/tenantnet/tenantnet/test/harness"
@@ -28,7 +29,7 @@ func vlansOn(t *testing.T, n *harness.NS) map[int][]string {
 	t.Helper()
 	out := map[int][]string{}
 	n.Do(t, func() error {
-		links, err := netlink.LinkList()
+		links, err := netlinksafe.LinkList()
 		for _, l := range links {
 			if v, ok := l.(*netlink.Vlan); ok {
 				out[v.VlanId] = append(out[v.VlanId], v.Name)
@@ -43,7 +44,7 @@ func bridgesOn(t *testing.T, n *harness.NS) []string {
 	t.Helper()
 	var out []string
 	n.Do(t, func() error {
-		links, err := netlink.LinkList()
+		links, err := netlinksafe.LinkList()
 		for _, l := range links {
 			if _, ok := l.(*netlink.Bridge); ok {
 				out = append(out, l.Attrs().Name)
