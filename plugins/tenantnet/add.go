@@ -7,7 +7,6 @@ import (
 	"github.com/containernetworking/cni/pkg/skel"
 	"github.com/containernetworking/cni/pkg/types"
 	current "github.com/containernetworking/cni/pkg/types/100"
-	"github.com/containernetworking/plugins/pkg/ipam"
 	"github.com/containernetworking/plugins/pkg/ns"
 
 	"github.com/tenantnet/tenantnet/pkg/containerif"
@@ -86,11 +85,11 @@ func cmdAdd(args *skel.CmdArgs) (err error) {
 	rollback.push(func() error { return veth.Delete(hs.nl, hostName) })
 
 	// Addresses.
-	r, err := ipam.ExecAdd(c.IPAMType, args.StdinData)
+	r, err := ipamAdd(c.IPAMType, args)
 	if err != nil {
 		return err
 	}
-	rollback.push(func() error { return ipam.ExecDel(c.IPAMType, args.StdinData) })
+	rollback.push(func() error { return ipamDel(c.IPAMType, args) })
 	res, err := current.NewResultFromResult(r)
 	if err != nil {
 		return fmt.Errorf("IPAM %s result: %w", c.IPAMType, err)

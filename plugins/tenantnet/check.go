@@ -7,7 +7,6 @@ import (
 	"github.com/containernetworking/cni/pkg/types"
 	current "github.com/containernetworking/cni/pkg/types/100"
 	"github.com/containernetworking/cni/pkg/version"
-	"github.com/containernetworking/plugins/pkg/ipam"
 	"github.com/containernetworking/plugins/pkg/ns"
 
 	"github.com/tenantnet/tenantnet/pkg/bridge"
@@ -125,7 +124,7 @@ func cmdCheck(args *skel.CmdArgs) error {
 	if err := containerif.Check(cont, args.IfName, mine); err != nil {
 		return fmt.Errorf("in the container: %w", err)
 	}
-	if err := ipam.ExecCheck(c.IPAMType, args.StdinData); err != nil {
+	if err := ipamCheck(c.IPAMType, args); err != nil {
 		return fmt.Errorf("IPAM %s: %w", c.IPAMType, err)
 	}
 	return nil

@@ -5,7 +5,6 @@ import (
 	"os"
 
 	"github.com/containernetworking/cni/pkg/skel"
-	"github.com/containernetworking/plugins/pkg/ipam"
 	"github.com/vishvananda/netlink"
 
 	"github.com/tenantnet/tenantnet/pkg/netconf"
@@ -33,7 +32,7 @@ func cmdDel(args *skel.CmdArgs) error {
 	if err := veth.Delete(hs.nl, veth.HostName(args.ContainerID, args.IfName)); err != nil {
 		return err
 	}
-	if err := ipam.ExecDel(m.IPAMType, args.StdinData); err != nil {
+	if err := ipamDel(m.IPAMType, args); err != nil {
 		return fmt.Errorf("release addresses (IPAM %s): %w", m.IPAMType, err)
 	}
 	flushConntrack(att)

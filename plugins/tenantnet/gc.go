@@ -1,11 +1,9 @@
 package tenantnet
 
 import (
-	"context"
 	"encoding/json"
 	"errors"
 
-	"github.com/containernetworking/cni/pkg/invoke"
 	"github.com/containernetworking/cni/pkg/skel"
 	"github.com/containernetworking/cni/pkg/types"
 
@@ -54,7 +52,7 @@ func cmdGC(args *skel.CmdArgs) error {
 		flushConntrack(a)
 		errs = append(errs, hs.st.RemoveAttachment(m.Bridge, a.ContainerID, a.IfName))
 	}
-	errs = append(errs, invoke.DelegateGC(context.TODO(), m.IPAMType, args.StdinData, nil))
+	errs = append(errs, ipamGC(m.IPAMType, args.StdinData))
 	errs = append(errs, hs.maybeTeardown(m.Bridge))
 	return errors.Join(errs...)
 }

@@ -1,10 +1,8 @@
 package tenantnet
 
 import (
-	"context"
 	"errors"
 
-	"github.com/containernetworking/cni/pkg/invoke"
 	"github.com/containernetworking/cni/pkg/skel"
 	"github.com/containernetworking/cni/pkg/types"
 
@@ -49,7 +47,7 @@ func cmdStatus(args *skel.CmdArgs) error {
 	if err != nil {
 		return cnierr.NotAvailable("tenantnet: firewall backend %s is not usable: %v", name, err)
 	}
-	if err := invoke.DelegateStatus(context.TODO(), c.IPAMType, args.StdinData, nil); err != nil {
+	if err := ipamStatus(c.IPAMType, args.StdinData); err != nil {
 		var e *types.Error
 		if errors.As(err, &e) && (e.Code == types.ErrPluginNotAvailable || e.Code == types.ErrLimitedConnectivity) {
 			return e

@@ -16,7 +16,7 @@ func TestCheckPassesThenNamesWhatBroke(t *testing.T) {
 	}{
 		{"container address removed", func(t *testing.T, h *harness.Host, c *harness.Container, ip string) {
 			c.Sh(t, "ip", "addr", "del", ip+"/24", "dev", "eth0")
-		}, []string{"eth0", "10.1.1."}},
+		}, []string{"address", "10.1.1.", "missing from eth0"}},
 		{"container route removed", func(t *testing.T, h *harness.Host, c *harness.Container, ip string) {
 			c.Sh(t, "ip", "route", "del", "default")
 		}, []string{"route to 0.0.0.0/0 via 10.1.1.1 is missing"}},

@@ -1,0 +1,57 @@
+package tenantnet
+
+import (
+	"context"
+
+	"github.com/containernetworking/cni/pkg/invoke"
+	"github.com/containernetworking/cni/pkg/skel"
+	"github.com/containernetworking/cni/pkg/types"
+
+	"github.com/tenantnet/tenantnet/pkg/ipalloc"
+	"github.com/tenantnet/tenantnet/pkg/ipamconf"
+)
+
+// The network's IPAM: tenantnet-ipam runs in this process (pkg/ipalloc, the
+// very code of the tenantnet-ipam binary, on the same files under the same
+// lock), any other type as the CNI plugin of that name from CNI_PATH.
+
+func inProcess(typ string) bool { return typ == ipamconf.TypeName }
+
+func call(a *skel.CmdArgs) ipalloc.Call {
+	return ipalloc.Call{Config: a.StdinData, ContainerID: a.ContainerID, IfName: a.IfName, Args: a.Args}
+}
+
+func ipamAdd(typ string, a *skel.CmdArgs) (types.Result, error) {
+	if inProcess(typ) {
+		return ipalloc.Add(call(a))
+	}
+	return invoke.DelegateAdd(context.TODO(), typ, a.StdinData, nil)
+}
+
+func ipamDel(typ string, a *skel.CmdArgs) error {
+	if inProcess(typ) {
+		return ipalloc.Del(call(a))
+	}
+	return invoke.DelegateDel(context.TODO(), typ, a.StdinData, nil)
+}
+
+func ipamCheck(typ string, a *skel.CmdArgs) error {
+	if inProcess(typ) {
+		return ipalloc.Check(call(a))
+	}
+	return invoke.DelegateCheck(context.TODO(), typ, a.StdinData, nil)
+}
+
+func ipamGC(typ string, stdin []byte) error {
+	if inProcess(typ) {
+		return ipalloc.GC(stdin)
+	}
+	return invoke.DelegateGC(context.TODO(), typ, stdin, nil)
+}
+
+func ipamStatus(typ string, stdin []byte) error {
+	if inProcess(typ) {
+		return ipalloc.Status(stdin)
+	}
+	return invoke.DelegateStatus(context.TODO(), typ, stdin, nil)
+}
