@@ -11,6 +11,7 @@ import (
 
 	"github.com/containernetworking/plugins/pkg/netlinksafe"
 	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netlink/nl"
 	"golang.org/x/sys/unix"
 
 	"github.com/tenantnet/tenantnet/pkg/netlinkx"
@@ -46,45 +47,67 @@ type Spec struct {
 	ContField string // what the container side's name came from, for messages
 }
 
-// Create makes the pair in one step: host end up on the bridge, peer created
-// straight inside the container's netns under its final name. A host end left
-// by an earlier failed ADD of the same attachment is replaced.
-func Create(h netlinksafe.Handle, s Spec) (netlink.Link, error) {
-	if err := Delete(h, s.HostName); err != nil {
-		return nil, err
-	}
-	attrs := netlink.NewLinkAttrs()
-	attrs.Name = s.HostName
-	attrs.MTU = s.MTU
-	attrs.HardwareAddr = hostMAC(s.HostName)
-	attrs.MasterIndex = s.Bridge.Attrs().Index
-	attrs.Flags = net.FlagUp
-	v := &netlink.Veth{
-		LinkAttrs:        attrs,
-		PeerName:         s.ContName,
-		PeerNamespace:    netlink.NsFd(s.ContNSFd),
-		PeerHardwareAddr: s.ContMAC,
-		PeerMTU:          uint32(s.MTU),
-	}
-	if err := h.LinkAdd(v); err != nil {
-		if errors.Is(err, unix.EEXIST) {
-			// The host name was free a moment ago: the name is taken inside the container.
+// Create makes the pair in one RTM_NEWLINK: host end up, on the bridge, with
+// its MAC and MTU, and the peer created straight inside the container's netns
+// under its final name (vishvananda/netlink would need three more round trips
+// under the RTNL lock, which parallel ADDs all wait on). A host end left by an
+// earlier failed ADD of the same attachment is replaced. It returns the host
+// end's MAC.
+func Create(h netlinksafe.Handle, s Spec) (net.HardwareAddr, error) {
+	mac := hostMAC(s.HostName)
+	err := create(s, mac)
+	if errors.Is(err, unix.EEXIST) {
+		if stale, _ := netlinkx.Lookup(h, s.HostName); stale == nil {
+			// The host name is free: the name is taken inside the container.
 			return nil, fmt.Errorf("create veth: the container already has an interface named %q; use another CNI_IFNAME", s.ContName)
 		}
-		_ = Delete(h, s.HostName) // LinkAdd may have created the pair but failed to enslave it
+		if err := Delete(h, s.HostName); err != nil {
+			return nil, err
+		}
+		err = create(s, mac)
+	}
+	if err != nil {
 		return nil, fmt.Errorf("create veth %s <-> %s: %w", s.HostName, s.ContName, err)
 	}
-	link, err := h.LinkByName(s.HostName)
-	if err != nil {
-		return nil, fmt.Errorf("look up %s: %w", s.HostName, err)
-	}
 	if s.Hairpin {
-		if err := h.LinkSetHairpin(link, true); err != nil {
+		link, err := h.LinkByName(s.HostName)
+		if err == nil {
+			err = h.LinkSetHairpin(link, true)
+		}
+		if err != nil {
 			_ = Delete(h, s.HostName)
 			return nil, fmt.Errorf("set hairpin mode on %s: %w", s.HostName, err)
 		}
 	}
-	return link, nil
+	return mac, nil
+}
+
+func create(s Spec, mac net.HardwareAddr) error {
+	req := nl.NewNetlinkRequest(unix.RTM_NEWLINK, unix.NLM_F_CREATE|unix.NLM_F_EXCL|unix.NLM_F_ACK)
+	msg := nl.NewIfInfomsg(unix.AF_UNSPEC)
+	msg.Change, msg.Flags = unix.IFF_UP, unix.IFF_UP
+	req.AddData(msg)
+	req.AddData(nl.NewRtAttr(unix.IFLA_IFNAME, nl.ZeroTerminated(s.HostName)))
+	req.AddData(nl.NewRtAttr(unix.IFLA_ADDRESS, []byte(mac)))
+	req.AddData(nl.NewRtAttr(unix.IFLA_MASTER, nl.Uint32Attr(uint32(s.Bridge.Attrs().Index))))
+	if s.MTU > 0 {
+		req.AddData(nl.NewRtAttr(unix.IFLA_MTU, nl.Uint32Attr(uint32(s.MTU))))
+	}
+	info := nl.NewRtAttr(unix.IFLA_LINKINFO, nil)
+	info.AddRtAttr(nl.IFLA_INFO_KIND, nl.NonZeroTerminated("veth"))
+	peer := info.AddRtAttr(nl.IFLA_INFO_DATA, nil).AddRtAttr(nl.VETH_INFO_PEER, nil)
+	nl.NewIfInfomsgChild(peer, unix.AF_UNSPEC)
+	peer.AddRtAttr(unix.IFLA_IFNAME, nl.ZeroTerminated(s.ContName))
+	if s.MTU > 0 {
+		peer.AddRtAttr(unix.IFLA_MTU, nl.Uint32Attr(uint32(s.MTU)))
+	}
+	if s.ContMAC != nil {
+		peer.AddRtAttr(unix.IFLA_ADDRESS, []byte(s.ContMAC))
+	}
+	peer.AddRtAttr(unix.IFLA_NET_NS_FD, nl.Uint32Attr(uint32(s.ContNSFd)))
+	req.AddData(info)
+	_, err := req.Execute(unix.NETLINK_ROUTE, 0)
+	return err
 }
 
 // Delete removes the pair by its host end; a pair already gone is fine.

@@ -75,7 +75,7 @@ func cmdAdd(args *skel.CmdArgs) (err error) {
 		// the bridge drop the container's full-size frames.
 		mtu = br.Attrs().MTU
 	}
-	hostLink, err := veth.Create(hs.nl, veth.Spec{
+	hostMAC, err := veth.Create(hs.nl, veth.Spec{
 		HostName: hostName, ContName: args.IfName, ContNSFd: int(cont.Fd()), Bridge: br,
 		MTU: mtu, ContMAC: c.Requests.MAC, Hairpin: c.HairpinMode,
 	})
@@ -107,7 +107,7 @@ func cmdAdd(args *skel.CmdArgs) (err error) {
 	contIdx := 2
 	res.Interfaces = []*current.Interface{
 		{Name: c.Bridge, Mac: br.Attrs().HardwareAddr.String()},
-		{Name: hostName, Mac: hostLink.Attrs().HardwareAddr.String()},
+		{Name: hostName, Mac: hostMAC.String()},
 		{Name: args.IfName, Sandbox: args.Netns, Mtu: mtu},
 	}
 	for _, ipc := range res.IPs {

@@ -49,7 +49,6 @@ func cmdGC(args *skel.CmdArgs) error {
 			errs = append(errs, err)
 			continue
 		}
-		flushConntrack(a)
 		errs = append(errs, hs.st.RemoveAttachment(m.Bridge, a.ContainerID, a.IfName))
 	}
 	errs = append(errs, ipamGC(m.IPAMType, args.StdinData))

@@ -1,19 +1,18 @@
 package tenantnet
 
 import (
-	"context"
-
-	"github.com/containernetworking/cni/pkg/invoke"
 	"github.com/containernetworking/cni/pkg/skel"
 	"github.com/containernetworking/cni/pkg/types"
 
+	"github.com/tenantnet/tenantnet/pkg/cniexec"
 	"github.com/tenantnet/tenantnet/pkg/ipalloc"
 	"github.com/tenantnet/tenantnet/pkg/ipamconf"
 )
 
 // The network's IPAM: tenantnet-ipam runs in this process (pkg/ipalloc, the
 // very code of the tenantnet-ipam binary, on the same files under the same
-// lock), any other type as the CNI plugin of that name from CNI_PATH.
+// lock), any other type as the CNI plugin of that name from CNI_PATH
+// (pkg/cniexec).
 
 func inProcess(typ string) bool { return typ == ipamconf.TypeName }
 
@@ -25,33 +24,38 @@ func ipamAdd(typ string, a *skel.CmdArgs) (types.Result, error) {
 	if inProcess(typ) {
 		return ipalloc.Add(call(a))
 	}
-	return invoke.DelegateAdd(context.TODO(), typ, a.StdinData, nil)
+	return cniexec.Add(typ, a.StdinData)
 }
 
 func ipamDel(typ string, a *skel.CmdArgs) error {
 	if inProcess(typ) {
 		return ipalloc.Del(call(a))
 	}
-	return invoke.DelegateDel(context.TODO(), typ, a.StdinData, nil)
+	return run(typ, "DEL", a.StdinData)
 }
 
 func ipamCheck(typ string, a *skel.CmdArgs) error {
 	if inProcess(typ) {
 		return ipalloc.Check(call(a))
 	}
-	return invoke.DelegateCheck(context.TODO(), typ, a.StdinData, nil)
+	return run(typ, "CHECK", a.StdinData)
 }
 
 func ipamGC(typ string, stdin []byte) error {
 	if inProcess(typ) {
 		return ipalloc.GC(stdin)
 	}
-	return invoke.DelegateGC(context.TODO(), typ, stdin, nil)
+	return run(typ, "GC", stdin)
 }
 
 func ipamStatus(typ string, stdin []byte) error {
 	if inProcess(typ) {
 		return ipalloc.Status(stdin)
 	}
-	return invoke.DelegateStatus(context.TODO(), typ, stdin, nil)
+	return run(typ, "STATUS", stdin)
+}
+
+func run(typ, command string, config []byte) error {
+	_, err := cniexec.Run(typ, command, config)
+	return err
 }

@@ -3,6 +3,8 @@ package e2e
 import (
 	"encoding/json"
 	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -113,5 +115,49 @@ func TestStatusReportsWhatStopsADD(t *testing.T) {
 	_, err = h.Exec(harness.Call{Command: "STATUS", Conf: badDir})
 	if e := harness.CNIError(t, err); e.Code != 50 || !strings.Contains(e.Msg, "/proc/tenantnet") {
 		t.Fatalf("STATUS with an unusable IPAM dir: %v", err)
+	}
+}
+
+// An IPAM type other than tenantnet-ipam is exec'd from CNI_PATH as a CNI
+// plugin: here a copy of tenantnet-ipam under another name, so the exec path
+// (result parsing, CHECK, DEL, GC, errors) runs for real.
+func TestForeignIPAMTypeIsExecuted(t *testing.T) {
+	t.Parallel()
+	h, _ := node(t)
+	dir := t.TempDir()
+	for _, b := range []string{"tenantnet", "tenantnet-ipam"} {
+		if err := os.Symlink(filepath.Join(binDir, b), filepath.Join(dir, b)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.Symlink(filepath.Join(binDir, "tenantnet-ipam"), filepath.Join(dir, "other-ipam")); err != nil {
+		t.Fatal(err)
+	}
+	h.BinDir = dir
+	before := h.Snapshot(t)
+	conf := h.Conf(`{"cniVersion":"1.1.0","name":"blue","bridge":"tnt-blue","ipam":{"type":"other-ipam","subnet":"10.1.1.0/24"}}`)
+	c1, c2 := harness.NewContainer(t, "f1"), harness.NewContainer(t, "f2")
+	r1, r2 := h.Add(conf, c1), h.Add(conf, c2)
+	c1.MustReach(t, harness.IP(t, r2))
+	if err := h.Check(conf, c1, r1); err != nil {
+		t.Fatalf("CHECK: %v", err)
+	}
+	if _, err := h.Exec(harness.Call{Command: "STATUS", Conf: conf}); err != nil {
+		t.Fatalf("STATUS: %v", err)
+	}
+	h.Del(conf, c1)
+	h.Del(conf, c2)
+	if n := reservations(t, h, "blue"); n != 0 {
+		t.Fatalf("%d reservations left after DEL through the exec'd IPAM", n)
+	}
+	if after := h.Snapshot(t); after != before {
+		t.Fatalf("host differs:\n%s", harness.Diff(before, after))
+	}
+	// A CNI error of the exec'd plugin keeps its code: a full subnet is 100.
+	small := h.Conf(`{"name":"small","bridge":"tnt-small","ipam":{"type":"other-ipam","subnet":"10.1.7.0/30"}}`)
+	h.Add(small, harness.NewContainer(t, "s1"))
+	_, err := h.TryAdd(small, harness.NewContainer(t, "s2"), "")
+	if e := harness.CNIError(t, err); e.Code != 100 {
+		t.Fatalf("exec'd IPAM's error: %v", err)
 	}
 }
