@@ -271,3 +271,19 @@ func SetGroup(h netlinksafe.Handle, name string, group uint32) error {
 	}
 	return nil
 }
+
+// Neighbour records on the bridge that addr is at mac, replacing what the
+// host may remember for a previous holder of the address, so the host (the
+// tenant's gateway) sends to the new container at once. STALE: the kernel
+// uses it and confirms it on first use.
+func Neighbour(h netlinksafe.Handle, br netlink.Link, addr netip.Addr, mac net.HardwareAddr) error {
+	family := netlink.FAMILY_V4
+	if !addr.Is4() {
+		family = netlink.FAMILY_V6
+	}
+	n := &netlink.Neigh{LinkIndex: br.Attrs().Index, Family: family, State: netlink.NUD_STALE, IP: addr.AsSlice(), HardwareAddr: mac}
+	if err := h.NeighSet(n); err != nil {
+		return fmt.Errorf("neighbour %s on %s: %w", addr, br.Attrs().Name, err)
+	}
+	return nil
+}

@@ -21,7 +21,10 @@ import (
 
 // Configure applies res to ifName in netns and returns the interface's MAC.
 // Routes without a gateway go via the gateway of their family, as CNI says.
-func Configure(netns ns.NetNS, ifName string, res *current.Result) (mac net.HardwareAddr, err error) {
+// With announce, a gratuitous ARP tells every neighbour on the bridge the
+// address's new MAC: it is flooded to every port, so it costs O(containers)
+// and is worth it only where an address is reused at once (a static one).
+func Configure(netns ns.NetNS, ifName string, res *current.Result, announce bool) (mac net.HardwareAddr, err error) {
 	err = netns.Do(func(ns.NetNS) error {
 		link, err := netlinksafe.LinkByName(ifName)
 		if err != nil {
@@ -67,8 +70,10 @@ func Configure(netns ns.NetNS, ifName string, res *current.Result) (mac net.Hard
 		}
 		mac = link.Attrs().HardwareAddr
 		for _, ipc := range res.IPs {
-			// Best effort: a lost announcement only delays neighbours' learning.
-			_ = garp.Send(link.Attrs().Index, mac, ipx.Addr(ipc.Address.IP))
+			if announce {
+				// Best effort: a lost announcement only delays neighbours' learning.
+				_ = garp.Send(link.Attrs().Index, mac, ipx.Addr(ipc.Address.IP))
+			}
 		}
 		return nil
 	})

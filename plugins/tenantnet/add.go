@@ -9,6 +9,7 @@ import (
 	current "github.com/containernetworking/cni/pkg/types/100"
 	"github.com/containernetworking/plugins/pkg/ns"
 
+	"github.com/tenantnet/tenantnet/pkg/bridge"
 	"github.com/tenantnet/tenantnet/pkg/containerif"
 	"github.com/tenantnet/tenantnet/pkg/ipx"
 	"github.com/tenantnet/tenantnet/pkg/netconf"
@@ -113,9 +114,16 @@ func cmdAdd(args *skel.CmdArgs) (err error) {
 	for _, ipc := range res.IPs {
 		ipc.Interface = &contIdx
 	}
-	mac, err := containerif.Configure(cont, args.IfName, res)
+	mac, err := containerif.Configure(cont, args.IfName, res, len(c.Requests.IPs) > 0)
 	if err != nil {
 		return fmt.Errorf("configure %s in %s: %w", args.IfName, args.Netns, err)
+	}
+	if c.Gateway {
+		for _, ipc := range res.IPs {
+			if err := bridge.Neighbour(hs.nl, br, ipx.Addr(ipc.Address.IP), mac); err != nil {
+				return err
+			}
+		}
 	}
 	res.Interfaces[contIdx].Mac = mac.String()
 	if c.DNS.Nameservers != nil || c.DNS.Domain != "" || c.DNS.Search != nil || c.DNS.Options != nil {

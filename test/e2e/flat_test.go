@@ -151,3 +151,47 @@ func TestBridgeIsReadyAtOnce(t *testing.T) {
 		t.Fatalf("first ping after ADD: %v", err)
 	}
 }
+
+// An address handed to a new container is reachable at once, although the
+// host and the peers remember the previous holder's MAC: the host's entry is
+// replaced directly; peers learn from a gratuitous ARP, sent when the address
+// was requested statically (dynamic addresses come round-robin, and a
+// broadcast reaches every port of the bridge: O(containers) per ADD).
+func TestReusedAddressReachableAtOnce(t *testing.T) {
+	t.Parallel()
+	h, _ := node(t)
+	// A dynamic range of one address: the next ADD reuses it. A container
+	// with a static address outside the range keeps the bridge (and the
+	// host's neighbour table on it) alive across the DEL.
+	tiny := h.Conf(`{"name":"tiny","bridge":"tnt-tiny","ipam":{"subnet":"10.1.7.0/24","rangeStart":"10.1.7.2","rangeEnd":"10.1.7.2"}}`)
+	if _, err := h.TryAdd(tiny, harness.NewContainer(t, "keep"), "IP=10.1.7.100"); err != nil {
+		t.Fatal(err)
+	}
+	c1 := harness.NewContainer(t, "d1")
+	ip := harness.IP(t, h.Add(tiny, c1))
+	h.MustReach(t, ip)
+	h.Del(tiny, c1)
+	c2 := harness.NewContainer(t, "d2")
+	if got := harness.IP(t, h.Add(tiny, c2)); got != ip {
+		t.Fatalf("the one-address range handed out %s, not %s again", got, ip)
+	}
+	if err := h.Ping(ip, 1, 1500*time.Millisecond); err != nil {
+		t.Fatalf("host cannot reach the reused dynamic address at once: %v", err)
+	}
+
+	blue := tenantConf(h, "blue", "tnt-blue", "10.1.1.0/24", "")
+	peers, _ := containers(t, h, blue, "p1")
+	s1 := harness.NewContainer(t, "s1")
+	if _, err := h.TryAdd(blue, s1, "IP=10.1.1.50"); err != nil {
+		t.Fatal(err)
+	}
+	peers[0].MustReach(t, "10.1.1.50")
+	h.Del(blue, s1)
+	s2 := harness.NewContainer(t, "s2")
+	if _, err := h.TryAdd(blue, s2, "IP=10.1.1.50"); err != nil {
+		t.Fatal(err)
+	}
+	if err := peers[0].Ping("10.1.1.50", 1, 1500*time.Millisecond); err != nil {
+		t.Fatalf("a peer cannot reach the reused static address at once: %v", err)
+	}
+}
