@@ -41,6 +41,12 @@ func NotAvailable(format string, a ...any) *types.Error {
 	return types.NewError(types.ErrPluginNotAvailable, fmt.Sprintf(format, a...), "")
 }
 
+// LimitedConnectivity is STATUS's "ADD works, but containers will reach
+// less than they should" (code 51).
+func LimitedConnectivity(format string, a ...any) *types.Error {
+	return types.NewError(types.ErrLimitedConnectivity, fmt.Sprintf(format, a...), "")
+}
+
 // Wrap turns any error into a CNI error. skel unwraps to the innermost
 // *types.Error and would drop the context added by fmt.Errorf; Wrap keeps the
 // inner code but the whole message.

@@ -5,6 +5,7 @@ import (
 
 	"github.com/containernetworking/cni/pkg/skel"
 	"github.com/containernetworking/cni/pkg/types"
+	"golang.org/x/sys/unix"
 
 	"github.com/tenantnet/tenantnet/pkg/cnierr"
 	"github.com/tenantnet/tenantnet/pkg/netconf"
@@ -27,10 +28,15 @@ func cmdStatus(args *skel.CmdArgs) error {
 		return cnierr.NotAvailable("tenantnet: state dir %s is not usable: %v", c.StateDir, err)
 	}
 	l.Unlock()
+	trunkDown := false
 	if c.Trunk != "" {
-		if _, err := hs.nl.LinkByName(c.Trunk); err != nil {
+		trunk, err := hs.nl.LinkByName(c.Trunk)
+		if err != nil {
 			return cnierr.NotAvailable("tenantnet: trunk %s is missing: %v", c.Trunk, err)
 		}
+		// ADD would work, but containers would reach nothing beyond this host.
+		f := trunk.Attrs().RawFlags
+		trunkDown = f&unix.IFF_UP == 0 || f&unix.IFF_LOWER_UP == 0
 	}
 	h, err := hs.st.ReadHost()
 	if err != nil {
@@ -53,6 +59,9 @@ func cmdStatus(args *skel.CmdArgs) error {
 			return e
 		}
 		return cnierr.NotAvailable("tenantnet: IPAM %s: %v", c.IPAMType, err)
+	}
+	if trunkDown {
+		return cnierr.LimitedConnectivity("tenantnet: trunk %s is down or has no carrier: containers of network %s can reach only this host", c.Trunk, c.Name)
 	}
 	return nil
 }

@@ -111,6 +111,17 @@ func TestStatusReportsWhatStopsADD(t *testing.T) {
 	if e := harness.CNIError(t, err); e.Code != 50 || !strings.Contains(e.Msg, "nosuch0") {
 		t.Fatalf("STATUS with a missing trunk: %v", err)
 	}
+	// A trunk that is down: ADD would work, but only inside this host.
+	harness.Veth(t, h.NS, "trunk0", harness.NewNS(t, "sw"), "port0")
+	flat := h.Conf(`{"cniVersion":"1.1.0","name":"flat","trunk":"trunk0","bridge":"tnt-flat","ipam":{"subnet":"10.1.8.0/24"}}`)
+	if _, err := h.Exec(harness.Call{Command: "STATUS", Conf: flat}); err != nil {
+		t.Fatalf("STATUS with the trunk up: %v", err)
+	}
+	h.Sh(t, "ip", "link", "set", "trunk0", "down")
+	_, err = h.Exec(harness.Call{Command: "STATUS", Conf: flat})
+	if e := harness.CNIError(t, err); e.Code != 51 || !strings.Contains(e.Msg, "trunk0") {
+		t.Fatalf("STATUS with the trunk down: %v", err)
+	}
 	badDir := h.Conf(`{"cniVersion":"1.1.0","name":"blue","bridge":"tnt-blue","ipam":{"subnet":"10.1.1.0/24","dataDir":"/proc/tenantnet"}}`)
 	_, err = h.Exec(harness.Call{Command: "STATUS", Conf: badDir})
 	if e := harness.CNIError(t, err); e.Code != 50 || !strings.Contains(e.Msg, "/proc/tenantnet") {
