@@ -5,7 +5,7 @@
 set -euo pipefail
 
 need=()
-for pkg_cmd in iptables:iptables nftables:nft iproute2:ip conntrack:conntrack tcpdump:tcpdump iputils-ping:ping; do
+for pkg_cmd in iptables:iptables nftables:nft iproute2:ip conntrack:conntrack tcpdump:tcpdump iputils-ping:ping procps:sysctl; do
 	pkg=${pkg_cmd%%:*} cmd=${pkg_cmd##*:}
 	command -v "$cmd" >/dev/null 2>&1 || need+=("$pkg")
 done
