@@ -29,17 +29,7 @@ if [[ $(id -u) -ne 0 ]]; then
 fi
 
 # ---- 1. tools -----------------------------------------------------------------
-need=()
-for pkg_cmd in strace:strace iptables:iptables-save nftables:nft iproute2:ip; do
-	pkg=${pkg_cmd%%:*} cmd=${pkg_cmd##*:}
-	command -v "$cmd" >/dev/null 2>&1 || PATH="/usr/sbin:/sbin:$PATH" command -v "$cmd" >/dev/null 2>&1 || need+=("$pkg")
-done
-if ((${#need[@]})); then
-	say "apt-get install ${need[*]}"
-	export DEBIAN_FRONTEND=noninteractive
-	apt-get update -qq
-	apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
-fi
+"$REPO/scripts/install-deps.sh"
 export PATH="/usr/local/sbin:/usr/sbin:/sbin:$PATH"
 command -v go >/dev/null 2>&1 || { say "go not found in PATH"; exit 1; }
 

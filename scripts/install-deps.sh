@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
-# Installs what the host test tier and the demo need on a new Debian 12
-# machine: netfilter front ends, iproute2, and the probes the demo prints
-# with. Idempotent and quiet when everything is there.
+# Installs what the host test tier, the demo and the benchmark need on a new
+# Debian 12 machine: netfilter front ends, iproute2, the probes the demo
+# prints with, strace (the benchmark counts processes with it). Idempotent
+# and quiet when everything is there.
 set -euo pipefail
 
 need=()
-for pkg_cmd in iptables:iptables nftables:nft iproute2:ip conntrack:conntrack tcpdump:tcpdump iputils-ping:ping procps:sysctl; do
+for pkg_cmd in iptables:iptables nftables:nft iproute2:ip conntrack:conntrack tcpdump:tcpdump iputils-ping:ping procps:sysctl strace:strace; do
 	pkg=${pkg_cmd%%:*} cmd=${pkg_cmd##*:}
 	command -v "$cmd" >/dev/null 2>&1 || need+=("$pkg")
 done

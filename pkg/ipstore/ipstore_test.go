@@ -217,6 +217,31 @@ func worker(churn bool) {
 	os.Exit(0)
 }
 
+// runWorkers runs 8 allocating worker processes at once and returns what
+// each printed ("<owner> <address>" lines).
+func runWorkers(t *testing.T, dir, prefix, js string) []string {
+	t.Helper()
+	var cmds []*exec.Cmd
+	outs := make([]*strings.Builder, 8)
+	for i := range outs {
+		cmd := spawn(t, "alloc", dir, fmt.Sprintf("%s%d", prefix, i), js)
+		outs[i] = &strings.Builder{}
+		cmd.Stdout, cmd.Stderr = outs[i], os.Stderr
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		cmds = append(cmds, cmd)
+	}
+	var res []string
+	for i, cmd := range cmds {
+		if err := cmd.Wait(); err != nil {
+			t.Fatalf("worker %s%d: %v", prefix, i, err)
+		}
+		res = append(res, outs[i].String())
+	}
+	return res
+}
+
 func spawn(t *testing.T, mode, dir, id, js string) *exec.Cmd {
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
 	cmd.Env = append(os.Environ(), "IPSTORE_WORKER="+mode, "IPSTORE_DIR="+dir, "IPSTORE_ID="+id, "IPSTORE_CONF="+js)
@@ -227,26 +252,10 @@ func spawn(t *testing.T, mode, dir, id, js string) *exec.Cmd {
 func TestManyProcessesNeverShareAnAddress(t *testing.T) {
 	dir := t.TempDir()
 	js := `{"type":"tenantnet-ipam","subnet":"10.1.0.0/22"}`
-	var cmds []*exec.Cmd
-	outs := make([]*strings.Builder, 8)
-	for i := range 8 {
-		cmd := spawn(t, "alloc", dir, fmt.Sprintf("w%d", i), js)
-		outs[i] = &strings.Builder{}
-		cmd.Stdout = outs[i]
-		cmd.Stderr = os.Stderr
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		cmds = append(cmds, cmd)
-	}
-	for _, cmd := range cmds {
-		if err := cmd.Wait(); err != nil {
-			t.Fatalf("worker: %v", err)
-		}
-	}
+	outs := runWorkers(t, dir, "w", js)
 	seen := map[string]string{}
 	for _, o := range outs {
-		for _, l := range strings.Split(strings.TrimSpace(o.String()), "\n") {
+		for _, l := range strings.Split(strings.TrimSpace(o), "\n") {
 			f := strings.Fields(l)
 			if prev, dup := seen[f[1]]; dup && prev != f[0] {
 				t.Fatalf("%s handed to %s and %s", f[1], prev, f[0])
@@ -265,20 +274,7 @@ func TestManyProcessesNeverShareAnAddress(t *testing.T) {
 func TestParallelFirstUse(t *testing.T) {
 	for round := range 10 {
 		dir := filepath.Join(t.TempDir(), fmt.Sprintf("r%d", round))
-		var cmds []*exec.Cmd
-		for i := range 8 {
-			cmd := spawn(t, "alloc", dir, fmt.Sprintf("f%d", i), `{"type":"tenantnet-ipam","subnet":"10.1.0.0/22"}`)
-			cmd.Stderr = os.Stderr
-			if err := cmd.Start(); err != nil {
-				t.Fatal(err)
-			}
-			cmds = append(cmds, cmd)
-		}
-		for _, cmd := range cmds {
-			if err := cmd.Wait(); err != nil {
-				t.Fatalf("round %d: worker failed: %v", round, err)
-			}
-		}
+		runWorkers(t, dir, fmt.Sprintf("r%d-", round), `{"type":"tenantnet-ipam","subnet":"10.1.0.0/22"}`)
 	}
 }
 
