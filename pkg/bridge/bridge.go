@@ -242,22 +242,22 @@ func Release(h netlinksafe.Handle, port string) error {
 	return nil
 }
 
-// CheckUp verifies that name is an up bridge in group.
-func CheckUp(h netlinksafe.Handle, name string, group uint32) error {
+// CheckUp verifies that name is an up bridge in group, and returns it.
+func CheckUp(h netlinksafe.Handle, name string, group uint32) (netlink.Link, error) {
 	link, err := h.LinkByName(name)
 	if err != nil {
-		return fmt.Errorf("bridge %s: %w", name, err)
+		return nil, fmt.Errorf("bridge %s: %w", name, err)
 	}
 	if _, ok := link.(*netlink.Bridge); !ok {
-		return fmt.Errorf("link %s is a %s, not a bridge", name, link.Type())
+		return nil, fmt.Errorf("link %s is a %s, not a bridge", name, link.Type())
 	}
 	if link.Attrs().Flags&net.FlagUp == 0 {
-		return fmt.Errorf("bridge %s is down", name)
+		return nil, fmt.Errorf("bridge %s is down", name)
 	}
 	if link.Attrs().Group != group {
-		return fmt.Errorf("bridge %s is in netdev group %#x, not %#x: the firewall would not know it as this tenant", name, link.Attrs().Group, group)
+		return nil, fmt.Errorf("bridge %s is in netdev group %#x, not %#x: the firewall would not know it as this tenant", name, link.Attrs().Group, group)
 	}
-	return nil
+	return link, nil
 }
 
 // SetGroup gives a bridge back the netdev group it had; gone is fine.

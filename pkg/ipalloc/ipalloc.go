@@ -102,20 +102,25 @@ func Add(call Call) (*current.Result, error) {
 	if err := c.CheckRequests(reqs.IPs); err != nil {
 		return nil, err
 	}
+	return Allocate(n.Name, c, n.Gateway == nil || *n.Gateway, reqs.IPs, call.ContainerID, call.IfName)
+}
+
+// Allocate is Add on a config already parsed and requests already checked
+// (tenantnet has done both before calling it in-process).
+func Allocate(network string, c *ipamconf.Config, gatewayOnHost bool, reqs []rtargs.IP, containerID, ifName string) (*current.Result, error) {
 	var want []netip.Addr
-	for _, r := range reqs.IPs {
+	for _, r := range reqs {
 		want = append(want, r.Addr)
 	}
-	s, err := open(c.DataDir, n.Name)
+	s, err := open(c.DataDir, network)
 	if err != nil {
 		return nil, err
 	}
 	defer s.Close()
-	addrs, err := s.Allocate(call.owner(), c, want)
+	addrs, err := s.Allocate(ipstore.Owner{ContainerID: containerID, IfName: ifName}, c, want)
 	if err != nil {
 		return nil, err
 	}
-	gatewayOnHost := n.Gateway == nil || *n.Gateway
 	res := &current.Result{CNIVersion: current.ImplementedSpecVersion, Routes: c.Routes}
 	for _, a := range addrs {
 		r := c.RangeFor(a)

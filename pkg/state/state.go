@@ -72,13 +72,11 @@ type Tenant struct {
 
 // Attachment is one container interface on a tenant bridge.
 type Attachment struct {
-	Network     string         `json:"network"`
-	ContainerID string         `json:"containerID"`
-	IfName      string         `json:"ifname"`
-	Netns       string         `json:"netns,omitempty"`
-	HostVeth    string         `json:"hostVeth"`
-	IPs         []netip.Prefix `json:"ips,omitempty"`
-	MAC         string         `json:"mac,omitempty"`
+	Network     string `json:"network"`
+	ContainerID string `json:"containerID"`
+	IfName      string `json:"ifname"`
+	Netns       string `json:"netns,omitempty"`
+	HostVeth    string `json:"hostVeth"`
 }
 
 func (d Dir) hostLock() string { return filepath.Join(d.Root, "host.lock") }

@@ -60,16 +60,13 @@ func cmdAdd(args *skel.CmdArgs) (err error) {
 
 	// Host state: VLAN, bridge, gateway, rules; the attachment keeps the
 	// tenant from being torn down under us from here on.
-	if err := hs.join(c, att); err != nil {
+	br, err := hs.join(c, att)
+	if err != nil {
 		return err
 	}
 	rollback.push(func() error { return hs.leave(c.Bridge, args.ContainerID, args.IfName) })
 
 	// Container link.
-	br, err := hs.nl.LinkByName(c.Bridge)
-	if err != nil {
-		return fmt.Errorf("look up bridge %s: %w", c.Bridge, err)
-	}
 	mtu := c.MTU
 	if mtu == 0 {
 		// The bridge's MTU follows its uplink; a veth above it would make
@@ -86,7 +83,7 @@ func cmdAdd(args *skel.CmdArgs) (err error) {
 	rollback.push(func() error { return veth.Delete(hs.nl, hostName) })
 
 	// Addresses.
-	r, err := ipamAdd(c.IPAMType, args)
+	r, err := ipamAdd(c, args)
 	if err != nil {
 		return err
 	}
@@ -128,16 +125,6 @@ func cmdAdd(args *skel.CmdArgs) (err error) {
 	res.Interfaces[contIdx].Mac = mac.String()
 	if c.DNS.Nameservers != nil || c.DNS.Domain != "" || c.DNS.Search != nil || c.DNS.Options != nil {
 		res.DNS = c.DNS
-	}
-
-	att.MAC = mac.String()
-	for _, ipc := range res.IPs {
-		if p, ok := ipx.Prefix(ipc.Address); ok {
-			att.IPs = append(att.IPs, p)
-		}
-	}
-	if err := hs.st.WriteAttachment(c.Bridge, att); err != nil {
-		return fmt.Errorf("record attachment: %w", err)
 	}
 	return types.PrintResult(res, c.CNIVersion)
 }

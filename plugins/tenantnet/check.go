@@ -63,17 +63,14 @@ func cmdCheck(args *skel.CmdArgs) error {
 			return fmt.Errorf("VLAN link %s (vlan %d on %s) is missing", c.VLANInterface, c.VLAN, c.Trunk)
 		}
 	}
-	if err := bridge.CheckUp(hs.nl, c.Bridge, rec.Spec.Group()); err != nil {
+	br, err := bridge.CheckUp(hs.nl, c.Bridge, rec.Spec.Group())
+	if err != nil {
 		return err
 	}
 	if up := c.Uplink(); up != "" {
 		if err := bridge.CheckPort(hs.nl, up, c.Bridge); err != nil {
 			return fmt.Errorf("uplink: %w", err)
 		}
-	}
-	br, err := hs.nl.LinkByName(c.Bridge)
-	if err != nil {
-		return err
 	}
 	if err := bridge.HasAddrs(hs.nl, br, rec.Links.GatewayAddrs); err != nil {
 		return err

@@ -7,6 +7,7 @@ import (
 	"github.com/tenantnet/tenantnet/pkg/cniexec"
 	"github.com/tenantnet/tenantnet/pkg/ipalloc"
 	"github.com/tenantnet/tenantnet/pkg/ipamconf"
+	"github.com/tenantnet/tenantnet/pkg/netconf"
 )
 
 // The network's IPAM: tenantnet-ipam runs in this process (pkg/ipalloc, the
@@ -20,11 +21,13 @@ func call(a *skel.CmdArgs) ipalloc.Call {
 	return ipalloc.Call{Config: a.StdinData, ContainerID: a.ContainerID, IfName: a.IfName, Args: a.Args}
 }
 
-func ipamAdd(typ string, a *skel.CmdArgs) (types.Result, error) {
-	if inProcess(typ) {
-		return ipalloc.Add(call(a))
+// ipamAdd reuses the config netconf.Parse validated: the ipam section and
+// the requests were checked against the same rules tenantnet-ipam applies.
+func ipamAdd(c *netconf.Config, a *skel.CmdArgs) (types.Result, error) {
+	if inProcess(c.IPAMType) {
+		return ipalloc.Allocate(c.Name, c.IPAM, c.Gateway, c.Requests.IPs, a.ContainerID, a.IfName)
 	}
-	return cniexec.Add(typ, a.StdinData)
+	return cniexec.Add(c.IPAMType, a.StdinData)
 }
 
 func ipamDel(typ string, a *skel.CmdArgs) error {

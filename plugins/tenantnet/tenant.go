@@ -9,6 +9,7 @@ import (
 
 	"github.com/containernetworking/plugins/pkg/netlinksafe"
 	"github.com/containernetworking/plugins/pkg/utils/sysctl"
+	"github.com/vishvananda/netlink"
 
 	"github.com/tenantnet/tenantnet/pkg/bridge"
 	"github.com/tenantnet/tenantnet/pkg/cnierr"
@@ -90,60 +91,72 @@ type host struct {
 }
 
 // join registers an attachment with its tenant, creating or repairing the
-// tenant first when needed. The fast path (tenant present and unchanged)
-// holds only the tenant's shared lock and does no firewall work beyond the
-// backend's cheap presence check.
-func (hs *host) join(c *netconf.Config, att *state.Attachment) error {
+// tenant first when needed, and returns the tenant's bridge. The fast path
+// (tenant present and unchanged) holds only the tenant's shared lock and
+// does no firewall work beyond the backend's cheap presence check.
+func (hs *host) join(c *netconf.Config, att *state.Attachment) (netlink.Link, error) {
 	want := desired(c)
 	l, err := hs.st.LockTenant(c.Bridge, true)
 	if err != nil {
-		return cnierr.IO("lock tenant %s: %v", c.Bridge, err)
+		return nil, cnierr.IO("lock tenant %s: %v", c.Bridge, err)
 	}
-	if ok, err := hs.intact(want); err != nil {
+	br, err := hs.intact(want)
+	if br != nil || err != nil {
+		if err == nil {
+			err = hs.st.WriteAttachment(c.Bridge, att)
+		}
 		l.Unlock()
-		return err
-	} else if ok {
-		err := hs.st.WriteAttachment(c.Bridge, att)
-		l.Unlock()
-		return err
+		return br, err
 	}
 	l.Unlock()
 
 	hl, err := hs.st.LockHost()
 	if err != nil {
-		return cnierr.IO("lock host state: %v", err)
+		return nil, cnierr.IO("lock host state: %v", err)
 	}
 	defer hl.Unlock()
 	tl, err := hs.st.LockTenant(c.Bridge, false)
 	if err != nil {
-		return cnierr.IO("lock tenant %s: %v", c.Bridge, err)
+		return nil, cnierr.IO("lock tenant %s: %v", c.Bridge, err)
 	}
 	defer tl.Unlock()
 	if err := hs.ensure(c, want); err != nil {
-		return err
+		return nil, err
 	}
-	return hs.st.WriteAttachment(c.Bridge, att)
+	if err := hs.st.WriteAttachment(c.Bridge, att); err != nil {
+		return nil, err
+	}
+	br, err = hs.nl.LinkByName(c.Bridge)
+	if err != nil {
+		return nil, fmt.Errorf("look up bridge %s: %w", c.Bridge, err)
+	}
+	return br, nil
 }
 
 // intact is the fast-path test: the record matches and the bridge and rules
 // are still there (an operator or a firewall reload may have removed them).
-func (hs *host) intact(want *state.Tenant) (bool, error) {
+// It returns the bridge when the tenant is intact, nil when it needs work.
+func (hs *host) intact(want *state.Tenant) (netlink.Link, error) {
 	rec, err := hs.st.ReadTenant(want.Spec.Bridge)
 	if err != nil || rec == nil || !same(rec, want) {
-		return false, err
+		return nil, err
 	}
-	if err := bridge.CheckUp(hs.nl, want.Spec.Bridge, want.Spec.Group()); err != nil {
-		return false, nil
+	br, err := bridge.CheckUp(hs.nl, want.Spec.Bridge, want.Spec.Group())
+	if err != nil {
+		return nil, nil
 	}
 	h, err := hs.st.ReadHost()
 	if err != nil {
-		return false, err
+		return nil, err
 	}
 	fw, err := hs.fwFor(h.Backend)
 	if err != nil {
-		return false, err
+		return nil, err
 	}
-	return fw.Present(rec.Spec)
+	if ok, err := fw.Present(rec.Spec); err != nil || !ok {
+		return nil, err
+	}
+	return br, nil
 }
 
 // backendFor resolves the config's firewallBackend against the host: one
