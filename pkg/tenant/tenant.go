@@ -31,11 +31,23 @@ type Spec struct {
 	Isolated bool   `json:"isolated"`
 	NAT      *NAT   `json:"nat,omitempty"`
 	Drop     string `json:"drop"`
+	// PortSecurity: frames from the tenant's containers are checked at
+	// their bridge ports (pkg/bridgefilter).
+	PortSecurity bool `json:"portSecurity,omitempty"`
+}
+
+// AddressPair is an extra source a container may send from under port
+// security (Neutron's allowed address pair): a VIP, or a prefix it routes.
+type AddressPair struct {
+	IP netip.Prefix `json:"ipAddress"`
+	// MAC, when set, is the Ethernet source that goes with IP (a VRRP
+	// virtual MAC); empty: the container's own MAC.
+	MAC string `json:"macAddress,omitempty"`
 }
 
 // Equal reports whether two specs would give the same rules.
 func (s Spec) Equal(o Spec) bool {
-	if s.Bridge != o.Bridge || s.Routed != o.Routed || s.Isolated != o.Isolated || s.Drop != o.Drop ||
+	if s.Bridge != o.Bridge || s.Routed != o.Routed || s.Isolated != o.Isolated || s.Drop != o.Drop || s.PortSecurity != o.PortSecurity ||
 		!slices.Equal(s.Subnets, o.Subnets) || !slices.Equal(s.Gateways, o.Gateways) || (s.NAT == nil) != (o.NAT == nil) {
 		return false
 	}

@@ -10,6 +10,7 @@ import (
 	"github.com/containernetworking/plugins/pkg/ns"
 
 	"github.com/tenantnet/tenantnet/pkg/bridge"
+	"github.com/tenantnet/tenantnet/pkg/cnierr"
 	"github.com/tenantnet/tenantnet/pkg/containerif"
 	"github.com/tenantnet/tenantnet/pkg/ipx"
 	"github.com/tenantnet/tenantnet/pkg/netconf"
@@ -57,6 +58,12 @@ func cmdAdd(args *skel.CmdArgs) (err error) {
 
 	hostName := veth.HostName(args.ContainerID, args.IfName)
 	att := &state.Attachment{Network: c.Name, ContainerID: args.ContainerID, IfName: args.IfName, Netns: args.Netns, HostVeth: hostName}
+	// ADD again without DEL: the port name is reused, its old elements go.
+	if old, err := hs.st.ReadAttachment(c.Bridge, args.ContainerID, args.IfName); err == nil && old != nil {
+		if err := hs.forgetPort(c.Bridge, old.Port); err != nil {
+			return err
+		}
+	}
 
 	// Host state: VLAN, bridge, gateway, rules; the attachment keeps the
 	// tenant from being torn down under us from here on.
@@ -73,9 +80,10 @@ func cmdAdd(args *skel.CmdArgs) (err error) {
 		// the bridge drop the container's full-size frames.
 		mtu = br.Attrs().MTU
 	}
+	contMAC := containerMAC(c, hostName)
 	hostMAC, err := veth.Create(hs.nl, veth.Spec{
 		HostName: hostName, ContName: args.IfName, ContNSFd: int(cont.Fd()), Bridge: br,
-		MTU: mtu, ContMAC: c.Requests.MAC, Hairpin: c.HairpinMode,
+		MTU: mtu, ContMAC: contMAC, Hairpin: c.HairpinMode, Group: portGroup(c),
 	})
 	if err != nil {
 		return err
@@ -102,6 +110,20 @@ func cmdAdd(args *skel.CmdArgs) (err error) {
 		}
 	}
 
+	// Port security: the container's sources are allowed before its
+	// interface comes up (so a static address's announcement passes).
+	port := portOf(c, hostName, contMAC, res)
+	att.Port = port
+	if err := hs.st.WriteAttachment(c.Bridge, att); err != nil {
+		return cnierr.IO("write attachment record: %v", err)
+	}
+	if c.PortSecurity {
+		if err := hs.addPort(c, port); err != nil {
+			return err
+		}
+		rollback.push(func() error { return hs.bf.DelPort(*port) })
+	}
+
 	contIdx := 2
 	res.Interfaces = []*current.Interface{
 		{Name: c.Bridge, Mac: br.Attrs().HardwareAddr.String()},
@@ -117,7 +139,7 @@ func cmdAdd(args *skel.CmdArgs) (err error) {
 	}
 	if c.Gateway {
 		for _, ipc := range res.IPs {
-			if err := bridge.Neighbour(hs.nl, br, ipx.Addr(ipc.Address.IP), mac); err != nil {
+			if err := bridge.Neighbour(hs.nl, br, ipx.Addr(ipc.Address.IP), mac, c.PortSecurity); err != nil {
 				return err
 			}
 		}

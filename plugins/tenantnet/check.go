@@ -106,6 +106,9 @@ func cmdCheck(args *skel.CmdArgs) error {
 	if err := bridge.CheckPort(hs.nl, veth.HostName(args.ContainerID, args.IfName), c.Bridge); err != nil {
 		return fmt.Errorf("host end of the container's veth: %w", err)
 	}
+	if err := hs.checkPort(all, rec, att); err != nil {
+		return err
+	}
 
 	cont, err := ns.GetNS(args.Netns)
 	if err != nil {

@@ -5,6 +5,7 @@ import (
 
 	"github.com/containernetworking/cni/pkg/skel"
 
+	"github.com/tenantnet/tenantnet/pkg/cnierr"
 	"github.com/tenantnet/tenantnet/pkg/netconf"
 	"github.com/tenantnet/tenantnet/pkg/veth"
 )
@@ -25,13 +26,25 @@ func cmdDel(args *skel.CmdArgs) error {
 		return err
 	}
 	defer hs.close()
+	att, err := hs.st.ReadAttachment(m.Bridge, args.ContainerID, args.IfName)
+	if err != nil {
+		return cnierr.IO("read attachment record: %v", err)
+	}
 	// Unregistering a veth waits on the kernel (an RCU grace period, ~15 ms
-	// here): release the addresses meanwhile (IPAM uses no netlink).
+	// here): meanwhile forget the port (before its addresses are released)
+	// and release the addresses (IPAM uses no netlink).
 	gone := make(chan error, 1)
 	go func() { gone <- veth.Delete(hs.nl, veth.HostName(args.ContainerID, args.IfName)) }()
+	var portErr error
+	if att != nil {
+		portErr = hs.forgetPort(m.Bridge, att.Port)
+	}
 	ipamErr := ipamDel(m.IPAMType, args)
 	if err := <-gone; err != nil {
 		return err
+	}
+	if portErr != nil {
+		return portErr
 	}
 	if ipamErr != nil {
 		return fmt.Errorf("release addresses (IPAM %s): %w", m.IPAMType, ipamErr)

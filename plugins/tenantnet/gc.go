@@ -45,7 +45,7 @@ func cmdGC(args *skel.CmdArgs) error {
 		if a.Network != m.Name || valid[types.GCAttachment{ContainerID: a.ContainerID, IfName: a.IfName}] {
 			continue
 		}
-		if err := veth.Delete(hs.nl, veth.HostName(a.ContainerID, a.IfName)); err != nil {
+		if err := errors.Join(veth.Delete(hs.nl, veth.HostName(a.ContainerID, a.IfName)), hs.forgetPort(m.Bridge, a.Port)); err != nil {
 			errs = append(errs, err)
 			continue
 		}

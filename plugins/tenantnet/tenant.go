@@ -12,6 +12,7 @@ import (
 	"github.com/vishvananda/netlink"
 
 	"github.com/tenantnet/tenantnet/pkg/bridge"
+	"github.com/tenantnet/tenantnet/pkg/bridgefilter"
 	"github.com/tenantnet/tenantnet/pkg/cnierr"
 	"github.com/tenantnet/tenantnet/pkg/firewall"
 	"github.com/tenantnet/tenantnet/pkg/netconf"
@@ -31,6 +32,8 @@ func desired(c *netconf.Config) *state.Tenant {
 			Isolated: c.Isolation == netconf.IsolationTenant,
 			NAT:      c.NAT,
 			Drop:     c.DropAction,
+
+			PortSecurity: c.PortSecurity,
 		},
 		Links: state.Links{
 			Mode:          c.Mode(),
@@ -88,6 +91,7 @@ type host struct {
 	nl    netlinksafe.Handle
 	st    state.Dir
 	fwFor func(name string) (firewall.Backend, error)
+	bf    *bridgefilter.Filter
 }
 
 // join registers an attachment with its tenant, creating or repairing the
@@ -155,6 +159,9 @@ func (hs *host) intact(want *state.Tenant) (netlink.Link, error) {
 	}
 	if ok, err := fw.Present(rec.Spec); err != nil || !ok {
 		return nil, err
+	}
+	if ok, _ := hs.bf.Present(filterTenant(rec)); !ok {
+		return nil, nil
 	}
 	return br, nil
 }
@@ -236,6 +243,14 @@ func (hs *host) ensure(c *netconf.Config, want *state.Tenant) error {
 		}
 		return fmt.Errorf("apply %s rules for tenant %s: %w", fw.Name(), c.Bridge, err)
 	}
+	if err := hs.syncFilter(&next, rec, others); err != nil {
+		if rec == nil {
+			if terr := errors.Join(fw.Apply(specs[1:]), hs.unbuild(&next)); terr != nil {
+				err = errors.Join(err, fmt.Errorf("undo: %w", terr))
+			}
+		}
+		return err
+	}
 	if err := hs.st.WriteHost(state.Host{Backend: backend}); err != nil {
 		return cnierr.IO("write host record: %v", err)
 	}
@@ -284,7 +299,7 @@ func (hs *host) build(c *netconf.Config, t *state.Tenant) error {
 			return err
 		}
 	}
-	bs := bridge.Spec{Name: c.Bridge, MTU: c.MTU, Group: t.Spec.Group()}
+	bs := bridge.Spec{Name: c.Bridge, MTU: c.MTU, Group: t.Spec.Group(), NoIPv6: noIPv6(c)}
 	if _, err := bridge.Preflight(hs.nl, bs); err != nil {
 		return err
 	}
@@ -432,6 +447,9 @@ func (hs *host) teardown(rec *state.Tenant, others []*state.Tenant) error {
 	}
 	if err := fw.Apply(specs); err != nil {
 		return fmt.Errorf("remove %s rules of tenant %s: %w", fw.Name(), rec.Spec.Bridge, err)
+	}
+	if err := hs.unfilter(rec, others); err != nil {
+		return err
 	}
 	if err := hs.unbuild(rec); err != nil {
 		return fmt.Errorf("tear down tenant %s: %w", rec.Spec.Bridge, err)
