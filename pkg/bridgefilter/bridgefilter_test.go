@@ -70,17 +70,17 @@ func TestSyncPortsPresentCheckTeardown(t *testing.T) {
 	}
 
 	// The operator removes an element: Check names it.
-	n.Sh(t, "nft", "delete", "element", "bridge", TableName, "mac", "{", `"tn0000000000001" . 02:00:00:00:00:01`, "}")
+	n.Sh(t, "nft", "delete", "element", "bridge", TableName, "srcmac", "{", `"tn0000000000001" . 02:00:00:00:00:01`, "}")
 	n.Do(t, func() error {
 		err := f.Check([]Tenant{moved, red, flat}, moved, &p1)
-		if err == nil || !strings.Contains(err.Error(), "set mac") || !strings.Contains(err.Error(), "port tn0000000000001") {
+		if err == nil || !strings.Contains(err.Error(), "set srcmac") || !strings.Contains(err.Error(), "port tn0000000000001") {
 			t.Errorf("Check after removing an element: %v", err)
 		}
 		return nil
 	})
 	n.Do(t, func() error { return f.DelPort(p1) })
 	n.Do(t, func() error { return f.DelPort(p1) }) // gone already: fine
-	if out := n.Sh(t, "nft", "list", "set", "bridge", TableName, "ip4"); strings.Contains(out, "tn0000000000001") {
+	if out := n.Sh(t, "nft", "list", "set", "bridge", TableName, "src4"); strings.Contains(out, "tn0000000000001") {
 		t.Fatalf("port elements left:\n%s", out)
 	}
 

@@ -9,15 +9,16 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// Chains.
+// Chains and sets are named so that none is an nft keyword (ip6, arp...):
+// an operator can name them on nft's command line.
 const (
 	chainPrerouting = "prerouting"
 	chainOutput     = "output"
 	chainForward    = "forward"
 	chainPort       = "port"
-	chainARP        = "arp"
-	chainIP4        = "ip4"
-	chainIP6        = "ip6"
+	chainARP        = "port_arp"
+	chainIP4        = "port_ip4"
+	chainIP6        = "port_ip6"
 	chainFenceIn    = "fence_in"
 	chainFenceOut   = "fence_out"
 )
@@ -42,10 +43,10 @@ var (
 	protoPort = nftables.MustConcatSetType(nftables.TypeInetProto, nftables.TypeInetService)
 
 	// Per port: the port's MACs; its MAC . IPv4 and MAC . IPv6 sources.
-	setMAC = &nftables.Set{Table: table, Name: "mac", KeyType: ifnameMAC, Concatenation: true}
-	setIP4 = &nftables.Set{Table: table, Name: "ip4", Interval: true, Concatenation: true,
+	setMAC = &nftables.Set{Table: table, Name: "srcmac", KeyType: ifnameMAC, Concatenation: true}
+	setIP4 = &nftables.Set{Table: table, Name: "src4", Interval: true, Concatenation: true,
 		KeyType: nftables.MustConcatSetType(nftables.TypeIFName, nftables.TypeEtherAddr, nftables.TypeIPAddr)}
-	setIP6 = &nftables.Set{Table: table, Name: "ip6", Interval: true, Concatenation: true,
+	setIP6 = &nftables.Set{Table: table, Name: "src6", Interval: true, Concatenation: true,
 		KeyType: nftables.MustConcatSetType(nftables.TypeIFName, nftables.TypeEtherAddr, nftables.TypeIP6Addr)}
 	// Per tenant: fenced uplinks, and uplink . gateway address.
 	setFenced = &nftables.Set{Table: table, Name: "fenced", KeyType: nftables.TypeIFName, KeyByteOrder: binaryutil.NativeEndian}
@@ -57,7 +58,7 @@ var (
 	// of its header: a UDP source port, or an ICMP type and code), and the
 	// DHCP ports (protocol . destination port).
 	setNoServe = &nftables.Set{Table: table, Name: "noserve", KeyType: protoPort, Concatenation: true}
-	setDHCP    = &nftables.Set{Table: table, Name: "dhcp", KeyType: protoPort, Concatenation: true}
+	setDHCP    = &nftables.Set{Table: table, Name: "dhcpports", KeyType: protoPort, Concatenation: true}
 )
 
 // noServe: DHCP server (67) and DHCPv6 server or relay (547) messages, ICMP

@@ -57,7 +57,12 @@ func cmdAdd(args *skel.CmdArgs) (err error) {
 	}()
 
 	hostName := veth.HostName(args.ContainerID, args.IfName)
-	att := &state.Attachment{Network: c.Name, ContainerID: args.ContainerID, IfName: args.IfName, Netns: args.Netns, HostVeth: hostName}
+	contMAC := containerMAC(c, hostName)
+	// The port record exists from the start (its addresses come with
+	// IPAM): a tenant rebuilt meanwhile knows this ADD is not a container
+	// of an older tenantnet.
+	port := portOf(c, hostName, contMAC)
+	att := &state.Attachment{Network: c.Name, ContainerID: args.ContainerID, IfName: args.IfName, Netns: args.Netns, HostVeth: hostName, Port: port}
 	// ADD again without DEL: the port name is reused, its old elements go.
 	if old, err := hs.st.ReadAttachment(c.Bridge, args.ContainerID, args.IfName); err == nil && old != nil {
 		if err := hs.forgetPort(c.Bridge, old.Port); err != nil {
@@ -80,7 +85,6 @@ func cmdAdd(args *skel.CmdArgs) (err error) {
 		// the bridge drop the container's full-size frames.
 		mtu = br.Attrs().MTU
 	}
-	contMAC := containerMAC(c, hostName)
 	hostMAC, err := veth.Create(hs.nl, veth.Spec{
 		HostName: hostName, ContName: args.IfName, ContNSFd: int(cont.Fd()), Bridge: br,
 		MTU: mtu, ContMAC: contMAC, Hairpin: c.HairpinMode, Group: portGroup(c),
@@ -112,8 +116,9 @@ func cmdAdd(args *skel.CmdArgs) (err error) {
 
 	// Port security: the container's sources are allowed before its
 	// interface comes up (so a static address's announcement passes).
-	port := portOf(c, hostName, contMAC, res)
-	att.Port = port
+	for _, ipc := range res.IPs {
+		port.Addrs = append(port.Addrs, ipx.Addr(ipc.Address.IP))
+	}
 	if err := hs.st.WriteAttachment(c.Bridge, att); err != nil {
 		return cnierr.IO("write attachment record: %v", err)
 	}

@@ -7,13 +7,11 @@ import (
 	"os"
 	"strings"
 
-	current "github.com/containernetworking/cni/pkg/types/100"
-
 	"github.com/tenantnet/tenantnet/pkg/bridge"
 	"github.com/tenantnet/tenantnet/pkg/bridgefilter"
 	"github.com/tenantnet/tenantnet/pkg/cnierr"
-	"github.com/tenantnet/tenantnet/pkg/ipx"
 	"github.com/tenantnet/tenantnet/pkg/netconf"
+	"github.com/tenantnet/tenantnet/pkg/netlinkx"
 	"github.com/tenantnet/tenantnet/pkg/state"
 	"github.com/tenantnet/tenantnet/pkg/veth"
 )
@@ -37,15 +35,11 @@ func filterTenant(t *state.Tenant) bridgefilter.Tenant {
 	return ft
 }
 
-// portOf is what the container on hostName may send as: the MAC it gets,
-// the addresses IPAM gave, the link-local the kernel derives from the MAC,
-// and the allowed address pairs the runtime asked for.
-func portOf(c *netconf.Config, hostName string, mac net.HardwareAddr, res *current.Result) *bridgefilter.Port {
-	p := &bridgefilter.Port{Name: hostName, MAC: mac.String(), LinkLocal: bridgefilter.LinkLocal(mac), Pairs: c.Requests.Pairs}
-	for _, ipc := range res.IPs {
-		p.Addrs = append(p.Addrs, ipx.Addr(ipc.Address.IP))
-	}
-	return p
+// portOf is what the container on hostName may send as, but for the
+// addresses IPAM will give: the MAC it gets, the link-local the kernel
+// derives from it, and the allowed address pairs the runtime asked for.
+func portOf(c *netconf.Config, hostName string, mac net.HardwareAddr) *bridgefilter.Port {
+	return &bridgefilter.Port{Name: hostName, MAC: mac.String(), LinkLocal: bridgefilter.LinkLocal(mac), Pairs: c.Requests.Pairs}
 }
 
 // containerMAC is the MAC the container's interface gets.
@@ -96,6 +90,9 @@ func (hs *host) syncFilter(next, rec *state.Tenant, others []*state.Tenant) erro
 			}
 		}
 		err = hs.bf.Sync(tenants, gone, deref(ports))
+	}
+	if err == nil && rec != nil && rec.Spec.PortSecurity != next.Spec.PortSecurity {
+		err = hs.regroup(next)
 	}
 	switch {
 	case err == nil:
@@ -169,6 +166,30 @@ func (hs *host) ports(t *state.Tenant) ([]*bridgefilter.Port, error) {
 		return nil, cnierr.Config("portSecurity", "containers %s on %s were attached without a port-security record (by an older tenantnet); remove them first, or set \"portSecurity\": false for network %q", strings.Join(legacy, ", "), t.Spec.Bridge, t.Network)
 	}
 	return out, nil
+}
+
+// regroup puts the ports of t's containers in or out of port security's
+// netdev group, when port security was turned on or off for a tenant that
+// has containers (their elements are in place already).
+func (hs *host) regroup(t *state.Tenant) error {
+	atts, err := hs.st.Attachments(t.Spec.Bridge)
+	if err != nil {
+		return cnierr.IO("read attachment records of %s: %v", t.Spec.Bridge, err)
+	}
+	group := 0
+	if t.Spec.PortSecurity {
+		group = int(bridgefilter.PortGroup)
+	}
+	for _, a := range atts {
+		link, err := netlinkx.Lookup(hs.nl, a.HostVeth)
+		if err != nil || link == nil {
+			return err
+		}
+		if err := hs.nl.LinkSetGroup(link, group); err != nil {
+			return fmt.Errorf("set group of %s: %w", a.HostVeth, err)
+		}
+	}
+	return nil
 }
 
 func deref(ps []*bridgefilter.Port) []bridgefilter.Port {

@@ -140,7 +140,18 @@ func arrives(t *testing.T, from *member, frames [][]byte, at *harness.NS, link s
 	defer c.Stop()
 	for range 3 {
 		from.Send(t, "eth0", frames...)
-		if c.Wait(match, 300*time.Millisecond) {
+		if c.Wait(match, 500*time.Millisecond) {
+			return true
+		}
+	}
+	return false
+}
+
+// delivered sends up to three times and reports whether data arrives on ch.
+func delivered(send func(), ch <-chan []byte, data []byte) bool {
+	for range 3 {
+		send()
+		if harness.Received(ch, data, 500*time.Millisecond) {
 			return true
 		}
 	}
@@ -435,10 +446,8 @@ func TestAttackFragments(t *testing.T) {
 				a.Send(t, "eth0", harness.Eth(v.mac, a.mac, harness.EtherIPv4, p))
 			}
 		}
-		send(other.ip4, 4000, 7777, spoofed)
-		send(a.ip4, 67, 68, offer)
-		gotSpoofed := harness.Received(app, append(spoofed, make([]byte, 40)...), time.Second)
-		gotOffer := harness.Received(dhcp, append(offer, make([]byte, 40)...), time.Second)
+		gotSpoofed := delivered(func() { send(other.ip4, 4000, 7777, spoofed) }, app, append(spoofed, make([]byte, 40)...))
+		gotOffer := delivered(func() { send(a.ip4, 67, 68, offer) }, dhcp, append(offer, make([]byte, 40)...))
 		if gotSpoofed != gotOffer {
 			t.Errorf("spoofed fragments reassembled: %v, fragmented offer: %v", gotSpoofed, gotOffer)
 		}
@@ -456,13 +465,13 @@ func TestAttackCrossTenantRouting(t *testing.T) {
 		a := l.b[0]
 		whole, frag := marker(), marker()
 		in := l.r.ListenUDP(t, ":7777")
-		a.Send(t, "eth0", udp4Frame(l.brMAC, a.mac, a.ip4, l.r.ip4, 4000, 7777, whole))
+		gotWhole := delivered(func() { a.Send(t, "eth0", udp4Frame(l.brMAC, a.mac, a.ip4, l.r.ip4, 4000, 7777, whole)) }, in, whole)
 		payload := harness.UDP4(a.ip4, l.r.ip4, 4000, 7777, append(frag, make([]byte, 40)...))
-		for _, p := range harness.Fragments4(a.ip4, l.r.ip4, harness.ProtoUDP, payload, 32) {
-			a.Send(t, "eth0", harness.Eth(l.brMAC, a.mac, harness.EtherIPv4, p))
-		}
-		gotWhole := harness.Received(in, whole, time.Second)
-		gotFrag := harness.Received(in, append(frag, make([]byte, 40)...), time.Second)
+		gotFrag := delivered(func() {
+			for _, p := range harness.Fragments4(a.ip4, l.r.ip4, harness.ProtoUDP, payload, 32) {
+				a.Send(t, "eth0", harness.Eth(l.brMAC, a.mac, harness.EtherIPv4, p))
+			}
+		}, in, append(frag, make([]byte, 40)...))
 		if gotWhole != gotFrag {
 			t.Errorf("whole datagram crossed: %v, fragmented: %v", gotWhole, gotFrag)
 		}
@@ -497,12 +506,5 @@ func forgedReply(t *testing.T, l *lab) bool {
 		t.Fatal("red's datagram never reached the outside")
 	}
 	m := marker()
-	reply := udp4Frame(l.brMAC, a.mac, outside, public, 9999, natPort, m)
-	for range 3 {
-		a.Send(t, "eth0", reply)
-		if harness.Received(in, m, 300*time.Millisecond) {
-			return true
-		}
-	}
-	return false
+	return delivered(func() { a.Send(t, "eth0", udp4Frame(l.brMAC, a.mac, outside, public, 9999, natPort, m)) }, in, m)
 }

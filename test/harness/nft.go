@@ -15,7 +15,7 @@ func BreakNFTTenant(t testing.TB, n *NS, bridge string) {
 	}
 }
 
-// WithoutPortSets drops port security's per-port sets (mac, ip4, ip6 of table
+// WithoutPortSets drops port security's per-port sets (srcmac, src4, src6 of table
 // bridge tenantnet) from a ruleset listing: they hold elements per
 // container by design, and everything else must depend on tenants only.
 func WithoutPortSets(ruleset string) string {
@@ -26,7 +26,7 @@ func WithoutPortSets(ruleset string) string {
 		switch {
 		case strings.HasPrefix(l, "table "):
 			inTable = t == "table bridge tenantnet {"
-		case inTable && (t == "set mac {" || t == "set ip4 {" || t == "set ip6 {"):
+		case inTable && (t == "set srcmac {" || t == "set src4 {" || t == "set src6 {"):
 			skip = true
 			continue
 		case skip && t == "}":
@@ -40,7 +40,7 @@ func WithoutPortSets(ruleset string) string {
 	return strings.Join(out, "\n")
 }
 
-// PortMACs counts the elements of table bridge tenantnet's mac set: one per
+// PortMACs counts the elements of table bridge tenantnet's srcmac set: one per
 // container under port security (and one per allowed address pair's MAC).
 func PortMACs(t testing.TB, n *NS) int {
 	t.Helper()
@@ -51,7 +51,7 @@ func PortMACs(t testing.TB, n *NS) int {
 			} `json:"set"`
 		} `json:"nftables"`
 	}
-	if err := json.Unmarshal([]byte(n.Sh(t, "nft", "-j", "list", "set", "bridge", "tenantnet", "mac")), &doc); err != nil {
+	if err := json.Unmarshal([]byte(n.Sh(t, "nft", "-j", "list", "set", "bridge", "tenantnet", "srcmac")), &doc); err != nil {
 		t.Fatal(err)
 	}
 	for _, o := range doc.Nftables {
