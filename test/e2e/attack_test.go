@@ -99,9 +99,15 @@ func memberOf(t *testing.T, c *harness.Container, res *current.Result) *member {
 }
 
 // guarded runs attack in a lab with the guard (it must fail) and in one with
-// the guard turned off by off (it must work: the probe sees attacks).
-// attack reports whether the attack worked.
+// the guard turned off by the config fragments blueOff and redOff (it must
+// work: the probe sees attacks). attack reports whether the attack worked.
 func guarded(t *testing.T, blueOff, redOff string, attack func(t *testing.T, l *lab) bool) {
+	guardedOn(t, "", blueOff, redOff, attack)
+}
+
+// guardedOn is guarded with base added to both tenants' configs in both runs,
+// so that the guard under test is the only one.
+func guardedOn(t *testing.T, base, blueOff, redOff string, attack func(t *testing.T, l *lab) bool) {
 	for _, guard := range []bool{true, false} {
 		name := "guarded"
 		if !guard {
@@ -111,9 +117,9 @@ func guarded(t *testing.T, blueOff, redOff string, attack func(t *testing.T, l *
 			t.Parallel()
 			var l *lab
 			if guard {
-				l = newLab(t, "", "")
+				l = newLab(t, base, base)
 			} else {
-				l = newLab(t, blueOff, redOff)
+				l = newLab(t, base+blueOff, base+redOff)
 			}
 			worked := attack(t, l)
 			switch {
@@ -314,16 +320,37 @@ func TestAttackMACSpoofing(t *testing.T) {
 		if p := l.h.FDBPort(t, "tnt-blue", v.mac); p != v.port {
 			t.Fatalf("the bridge has the victim's MAC behind %q, not its port %s", p, v.port)
 		}
-		frame := udp4Frame(harness.Broadcast, v.mac, a.ip4, netip.MustParseAddr("10.1.1.255"), 4000, 4000, marker())
-		for range 3 {
-			a.Send(t, "eth0", frame)
-			time.Sleep(100 * time.Millisecond)
-			if l.h.FDBPort(t, "tnt-blue", v.mac) == a.port {
+		// Each with the attacker's own addresses, only the Ethernet source
+		// is the victim's: IPv4, ARP, and IPv6 duplicate address detection.
+		dad := harness.SolicitedNode(a.ll)
+		frames := [][]byte{
+			udp4Frame(harness.Broadcast, v.mac, a.ip4, netip.MustParseAddr("10.1.1.255"), 4000, 4000, marker()),
+			harness.Eth(harness.Broadcast, v.mac, harness.EtherARP, harness.ARP(1, a.mac, a.ip4, make(net.HardwareAddr, 6), gw4)),
+			harness.Eth(harness.MulticastMAC(dad), v.mac, harness.EtherIPv6, harness.IPv6(netip.IPv6Unspecified(), dad, harness.ProtoICMPv6,
+				harness.ICMP6(netip.IPv6Unspecified(), dad, 135, 0, harness.Solicit(a.ll, nil)))),
+		}
+		for _, frame := range frames {
+			if worked := spoofMAC(t, l, a, v, frame); worked {
 				return true
 			}
 		}
 		return false
 	})
+}
+
+// spoofMAC sends frame (which carries the victim's MAC) and reports whether
+// the bridge moved the victim's MAC to the attacker's port.
+func spoofMAC(t *testing.T, l *lab, a, v *member, frame []byte) bool {
+	t.Helper()
+	v.MustReach(t, gw4.String()) // the bridge learns the victim's MAC again
+	for range 3 {
+		a.Send(t, "eth0", frame)
+		time.Sleep(100 * time.Millisecond)
+		if l.h.FDBPort(t, "tnt-blue", v.mac) == a.port {
+			return true
+		}
+	}
+	return false
 }
 
 // ---- Router, redirect and DHCP messages -------------------------------------
@@ -415,18 +442,25 @@ func TestAttackOtherEthertypes(t *testing.T) {
 	t.Parallel()
 	guarded(t, noPortSecurity, "", func(t *testing.T, l *lab) bool {
 		a, v := l.b[0], l.b[1]
-		exp, tagged := marker(), marker()
+		exp, tagged, odd := marker(), marker(), marker()
 		inner := harness.IPv4(a.ip4, v.ip4, harness.ProtoUDP, harness.UDP4(a.ip4, v.ip4, 4000, 4000, tagged))
+		// An ARP of another hardware type, with the attacker's own addresses
+		// where Ethernet/IPv4 ARP has them: the checks read fixed offsets.
+		arp := harness.ARP(1, a.mac, a.ip4, make(net.HardwareAddr, 6), gw4)
+		arp[1] = 6 // IEEE 802
 		frames := [][]byte{
 			harness.Eth(harness.Broadcast, a.mac, 0x88b5, exp),
 			harness.Eth(harness.Broadcast, a.mac, harness.EtherVLAN, append([]byte{0, 5, 0x08, 0x00}, inner...)),
+			harness.Eth(harness.Broadcast, a.mac, harness.EtherARP, append(arp, odd...)),
 		}
-		gotExp := arrives(t, a, frames, v.NS, "eth0", carries(exp))
-		gotTagged := arrives(t, a, frames, v.NS, "eth0", carries(tagged))
-		if gotExp != gotTagged {
-			t.Errorf("experimental ethertype arrived: %v, tagged: %v", gotExp, gotTagged)
+		got := map[string]bool{}
+		for name, m := range map[string][]byte{"experimental ethertype": exp, "802.1Q-tagged": tagged, "ARP of another hardware type": odd} {
+			got[name] = arrives(t, a, frames, v.NS, "eth0", carries(m))
 		}
-		return gotExp || gotTagged
+		if got["experimental ethertype"] != got["802.1Q-tagged"] || got["802.1Q-tagged"] != got["ARP of another hardware type"] {
+			t.Errorf("arrived: %v", got)
+		}
+		return got["802.1Q-tagged"]
 	})
 }
 
@@ -484,7 +518,7 @@ func TestAttackCrossTenantRouting(t *testing.T) {
 // Isolation is off in both runs, so port security alone must stop it.
 func TestAttackForgedReplyIntoNATedFlow(t *testing.T) {
 	t.Parallel()
-	guarded(t, noPortSecurity+noIsolation, noIsolation, forgedReply)
+	guardedOn(t, noIsolation, noPortSecurity, "", forgedReply)
 }
 
 func forgedReply(t *testing.T, l *lab) bool {

@@ -209,7 +209,9 @@ func TestAllowedAddressPairs(t *testing.T) {
 	m1.Sh(t, "ip", "addr", "del", vip.String()+"/32", "dev", "eth0")
 	time.Sleep(1100 * time.Millisecond) // the neighbour tables' lock time
 	take(m2)
-	if !eventually(func() bool { return peer.NeighMAC(t, "eth0", vip) == m2.mac.String() && h.NeighMAC(t, "tnt-blue", vip) == m2.mac.String() }) {
+	if !eventually(func() bool {
+		return peer.NeighMAC(t, "eth0", vip) == m2.mac.String() && h.NeighMAC(t, "tnt-blue", vip) == m2.mac.String()
+	}) {
 		t.Fatalf("after the move the peer has the VIP at %s and the host at %s, want m2's %s", peer.NeighMAC(t, "eth0", vip), h.NeighMAC(t, "tnt-blue", vip), m2.mac)
 	}
 	peer.MustReach(t, vip.String())

@@ -72,6 +72,11 @@ func CheckFence(t *testing.T, w Wire, gw4, gw6 netip.Addr, sites []FenceSite) {
 	a, b := sites[0], sites[1]
 	a.Container.MustReach(t, b.IP4.String())
 	a.Container.MustReach(t, b.IP6.String())
+	// A host resolves a container of another host from the gateway address
+	// (so it cannot reach it: traffic for a container goes through its own
+	// host); the resolution must not cross either.
+	_ = a.Host.Ping(b.IP4.String(), 1, 500*time.Millisecond)
+	_ = a.Host.Ping(b.IP6.String(), 1, 500*time.Millisecond)
 	for _, s := range sites {
 		mac := s.Host.Link(t, s.Bridge).Attrs().HardwareAddr.String()
 		for _, gw := range []netip.Addr{gw4, gw6} {
