@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -250,7 +251,14 @@ func (b *bench) latency() error {
 		if b.ctx.Err() != nil {
 			return b.ctx.Err()
 		}
-		for _, k := range kinds {
+		// Every other iteration in reverse order: a configuration's ADD
+		// would otherwise always follow the same one's DEL (whose veth the
+		// kernel is still unregistering), a bias between neighbours.
+		order := slices.Clone(kinds)
+		if i%2 != 0 {
+			slices.Reverse(order)
+		}
+		for _, k := range order {
 			h, c, st := b.hosts[k.Key], conts[k.Key], b.res.Lat[k.Key]
 			c.ID = fmt.Sprintf("%s%s-lat-%d", prefix, k.Short, i+b.o.Warmup)
 			a := h.add(b.ctx, c)
