@@ -290,7 +290,7 @@ func (f *Filter) Check(tenants []Tenant, t Tenant, port *Port) error {
 		if err != nil {
 			return err
 		}
-		if n := d.count(ch.Name); len(rules) != n {
+		if n := d.count[ch.Name]; len(rules) != n {
 			return fmt.Errorf("chain %s of table bridge %s has %d rules, want %d", ch.Name, TableName, len(rules), n)
 		}
 	}

@@ -95,6 +95,7 @@ type desc struct {
 	chains []*nftables.Chain
 	sets   []setElems
 	rules  []ruleDesc
+	count  map[string]int // rules per chain
 	// vmap is anonymous: the kernel names it when it is added, and its
 	// lookup learns the name then.
 	vmap       *nftables.Set
@@ -113,18 +114,9 @@ type ruleDesc struct {
 	ud    string
 }
 
-func (d *desc) count(chain string) int {
-	n := 0
-	for _, r := range d.rules {
-		if r.chain == chain {
-			n++
-		}
-	}
-	return n
-}
-
 func (d *desc) rule(chain, ud string, exprs ...[]expr.Any) {
 	d.rules = append(d.rules, ruleDesc{chain: chain, exprs: slices.Concat(exprs...), ud: ud})
+	d.count[chain]++
 }
 
 // describe lays out the table the tenants call for, nil when none needs it.
@@ -145,7 +137,7 @@ func describe(tenants []Tenant) *desc {
 	base := func(name string, hook *nftables.ChainHook, p int32) *nftables.Chain {
 		return &nftables.Chain{Name: name, Table: table, Type: nftables.ChainTypeFilter, Hooknum: hook, Priority: prio(p), Policy: &accept}
 	}
-	d := &desc{chains: []*nftables.Chain{
+	d := &desc{count: map[string]int{}, chains: []*nftables.Chain{
 		// Before the bridge learns the source MAC and before anything else
 		// looks at the frame (br_netfilter hooks in at 0).
 		base(chainPrerouting, nftables.ChainHookPrerouting, -350),

@@ -164,6 +164,31 @@ func delivered(send func(), ch <-chan []byte, data []byte) bool {
 	return false
 }
 
+// probes runs arrives for each marked form of an attack, on the victim's
+// eth0; see agree.
+func probes(t *testing.T, from *member, frames [][]byte, at *harness.NS, marks map[string][]byte) bool {
+	t.Helper()
+	got := map[string]bool{}
+	for name, m := range marks {
+		got[name] = arrives(t, from, frames, at, "eth0", carries(m))
+	}
+	return agree(t, got)
+}
+
+// agree reports whether the forms of one attack worked; they must agree
+// (with the guard all fail, without it all work), or the test says which.
+func agree(t *testing.T, worked map[string]bool) bool {
+	t.Helper()
+	some, all := false, true
+	for _, w := range worked {
+		some, all = some || w, all && w
+	}
+	if some != all {
+		t.Errorf("some forms of the attack worked, some did not: %v", worked)
+	}
+	return some
+}
+
 // carries matches frames whose bytes contain data.
 func carries(data []byte) func(harness.Frame) bool {
 	return func(f harness.Frame) bool { return contains(f.Data, data) }
@@ -198,12 +223,7 @@ func TestAttackSpoofNeighbourAddress(t *testing.T) {
 			udp4Frame(v.mac, a.mac, other.ip4, v.ip4, 4000, 4000, m4),
 			udp6Frame(v.mac, a.mac, other.ip6, v.ip6, 4000, 4000, m6),
 		}
-		got4 := arrives(t, a, frames, v.NS, "eth0", carries(m4))
-		got6 := arrives(t, a, frames, v.NS, "eth0", carries(m6))
-		if got4 != got6 {
-			t.Errorf("spoofed IPv4 arrived: %v, spoofed IPv6: %v", got4, got6)
-		}
-		return got4 || got6
+		return probes(t, a, frames, v.NS, map[string][]byte{"spoofed IPv4": m4, "spoofed IPv6": m6})
 	})
 }
 
@@ -218,12 +238,7 @@ func TestAttackSpoofOtherTenantAndForeignAddress(t *testing.T) {
 			udp4Frame(l.brMAC, a.mac, l.r.ip4, outside, 4000, 9999, asRed),
 			udp4Frame(l.brMAC, a.mac, netip.MustParseAddr("192.0.2.99"), outside, 4000, 9999, asNobody),
 		}
-		red := arrives(t, a, frames, l.out, "eth0", carries(asRed))
-		nobody := arrives(t, a, frames, l.out, "eth0", carries(asNobody))
-		if red != nobody {
-			t.Errorf("as red: %v, as nobody: %v", red, nobody)
-		}
-		return red || nobody
+		return probes(t, a, frames, l.out, map[string][]byte{"as red": asRed, "as nobody": asNobody})
 	})
 }
 
@@ -302,12 +317,10 @@ func TestAttackNDClaimsGatewayAndNeighbour(t *testing.T) {
 			return harness.Eth(harness.MulticastMAC(allNodes), a.mac, harness.EtherIPv6,
 				harness.IPv6(a.ip6, allNodes, harness.ProtoICMPv6, harness.ICMP6(a.ip6, allNodes, 136, 0, harness.Advert(0x20, target, a.mac))))
 		}
-		gw := poisoned(t, v.NS, "eth0", gw6, func() { v.MustReach(t, gw6.String()) }, a, [][]byte{na(gw6)})
-		nb := poisoned(t, v.NS, "eth0", other.ip6, func() { v.MustReach(t, other.ip6.String()) }, a, [][]byte{na(other.ip6)})
-		if gw != nb {
-			t.Errorf("gateway taken: %v, neighbour taken: %v", gw, nb)
-		}
-		return gw || nb
+		return agree(t, map[string]bool{
+			"gateway taken":   poisoned(t, v.NS, "eth0", gw6, func() { v.MustReach(t, gw6.String()) }, a, [][]byte{na(gw6)}),
+			"neighbour taken": poisoned(t, v.NS, "eth0", other.ip6, func() { v.MustReach(t, other.ip6.String()) }, a, [][]byte{na(other.ip6)}),
+		})
 	})
 }
 
@@ -425,12 +438,7 @@ func TestAttackRogueDHCP(t *testing.T) {
 			udp4Frame(harness.Broadcast, a.mac, a.ip4, netip.MustParseAddr("255.255.255.255"), 67, 68, m4),
 			udp6Frame(v.mac, a.mac, a.ll, v.ll, 547, 546, m6),
 		}
-		got4 := arrives(t, a, frames, v.NS, "eth0", carries(m4))
-		got6 := arrives(t, a, frames, v.NS, "eth0", carries(m6))
-		if got4 != got6 {
-			t.Errorf("DHCP offer arrived: %v, DHCPv6 reply: %v", got4, got6)
-		}
-		return got4 || got6
+		return probes(t, a, frames, v.NS, map[string][]byte{"DHCP offer": m4, "DHCPv6 reply": m6})
 	})
 }
 
@@ -453,14 +461,7 @@ func TestAttackOtherEthertypes(t *testing.T) {
 			harness.Eth(harness.Broadcast, a.mac, harness.EtherVLAN, append([]byte{0, 5, 0x08, 0x00}, inner...)),
 			harness.Eth(harness.Broadcast, a.mac, harness.EtherARP, append(arp, odd...)),
 		}
-		got := map[string]bool{}
-		for name, m := range map[string][]byte{"experimental ethertype": exp, "802.1Q-tagged": tagged, "ARP of another hardware type": odd} {
-			got[name] = arrives(t, a, frames, v.NS, "eth0", carries(m))
-		}
-		if got["experimental ethertype"] != got["802.1Q-tagged"] || got["802.1Q-tagged"] != got["ARP of another hardware type"] {
-			t.Errorf("arrived: %v", got)
-		}
-		return got["802.1Q-tagged"]
+		return probes(t, a, frames, v.NS, map[string][]byte{"experimental ethertype": exp, "802.1Q-tagged": tagged, "ARP of another hardware type": odd})
 	})
 }
 
@@ -480,12 +481,10 @@ func TestAttackFragments(t *testing.T) {
 				a.Send(t, "eth0", harness.Eth(v.mac, a.mac, harness.EtherIPv4, p))
 			}
 		}
-		gotSpoofed := delivered(func() { send(other.ip4, 4000, 7777, spoofed) }, app, append(spoofed, make([]byte, 40)...))
-		gotOffer := delivered(func() { send(a.ip4, 67, 68, offer) }, dhcp, append(offer, make([]byte, 40)...))
-		if gotSpoofed != gotOffer {
-			t.Errorf("spoofed fragments reassembled: %v, fragmented offer: %v", gotSpoofed, gotOffer)
-		}
-		return gotSpoofed || gotOffer
+		return agree(t, map[string]bool{
+			"spoofed fragments reassembled": delivered(func() { send(other.ip4, 4000, 7777, spoofed) }, app, append(spoofed, make([]byte, 40)...)),
+			"fragmented offer reassembled":  delivered(func() { send(a.ip4, 67, 68, offer) }, dhcp, append(offer, make([]byte, 40)...)),
+		})
 	})
 }
 
@@ -499,17 +498,15 @@ func TestAttackCrossTenantRouting(t *testing.T) {
 		a := l.b[0]
 		whole, frag := marker(), marker()
 		in := l.r.ListenUDP(t, ":7777")
-		gotWhole := delivered(func() { a.Send(t, "eth0", udp4Frame(l.brMAC, a.mac, a.ip4, l.r.ip4, 4000, 7777, whole)) }, in, whole)
 		payload := harness.UDP4(a.ip4, l.r.ip4, 4000, 7777, append(frag, make([]byte, 40)...))
-		gotFrag := delivered(func() {
-			for _, p := range harness.Fragments4(a.ip4, l.r.ip4, harness.ProtoUDP, payload, 32) {
-				a.Send(t, "eth0", harness.Eth(l.brMAC, a.mac, harness.EtherIPv4, p))
-			}
-		}, in, append(frag, make([]byte, 40)...))
-		if gotWhole != gotFrag {
-			t.Errorf("whole datagram crossed: %v, fragmented: %v", gotWhole, gotFrag)
-		}
-		return gotWhole || gotFrag
+		return agree(t, map[string]bool{
+			"whole datagram crossed": delivered(func() { a.Send(t, "eth0", udp4Frame(l.brMAC, a.mac, a.ip4, l.r.ip4, 4000, 7777, whole)) }, in, whole),
+			"fragmented datagram crossed": delivered(func() {
+				for _, p := range harness.Fragments4(a.ip4, l.r.ip4, harness.ProtoUDP, payload, 32) {
+					a.Send(t, "eth0", harness.Eth(l.brMAC, a.mac, harness.EtherIPv4, p))
+				}
+			}, in, append(frag, make([]byte, 40)...)),
+		})
 	})
 }
 
