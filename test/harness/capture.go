@@ -173,9 +173,8 @@ func htons(v uint16) uint16 { return v<<8 | v>>8 }
 
 // Parsed views of a captured frame, for match functions.
 
-// Src and Dst are the frame's Ethernet addresses; Type its ethertype.
+// Src is the frame's Ethernet source; Type its ethertype.
 func (f Frame) Src() net.HardwareAddr { return net.HardwareAddr(f.Data[6:12]) }
-func (f Frame) Dst() net.HardwareAddr { return net.HardwareAddr(f.Data[0:6]) }
 func (f Frame) Type() uint16 {
 	if len(f.Data) < 14 {
 		return 0
