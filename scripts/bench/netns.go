@@ -11,10 +11,11 @@ import (
 	"sync"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/tenantnet/tenantnet/test/nsdir"
 )
 
-// nsDir is where named network namespaces live (as with `ip netns`).
-const nsDir = "/run/netns"
+const nsDir = nsdir.Path
 
 // basePrefix starts the name of everything the bench creates; the run's
 // prefix adds the bench's pid, so a later run can tell a dead run's leftovers
@@ -43,7 +44,7 @@ type netNS struct {
 func newNS(role string, lo bool) (*netNS, error) {
 	name := prefix + role
 	path := filepath.Join(nsDir, name)
-	if err := os.MkdirAll(nsDir, 0o755); err != nil {
+	if err := nsdir.Shared(); err != nil {
 		return nil, err
 	}
 	f, err := os.OpenFile(path, os.O_RDONLY|os.O_CREATE|os.O_EXCL, 0o444)
