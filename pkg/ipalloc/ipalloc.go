@@ -1,12 +1,14 @@
 // Package ipalloc is what tenantnet-ipam does, as functions: the binary's
 // command handlers call them, and so does tenantnet itself when a network's
 // IPAM type is tenantnet-ipam, sparing an ADD a second process start (most
-// of an ADD's cost) while keeping one code path, one file layout and one
-// lock for both.
+// of an ADD's cost) while keeping one code path and one store for both. The
+// operator commands (list, release-node) are here too, for every CLI.
 package ipalloc
 
 import (
+	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net"
 	"net/netip"
@@ -20,6 +22,8 @@ import (
 	"github.com/tenantnet/tenantnet/pkg/cnierr"
 	"github.com/tenantnet/tenantnet/pkg/ipamconf"
 	"github.com/tenantnet/tenantnet/pkg/ipstore"
+	"github.com/tenantnet/tenantnet/pkg/ipstore/etcdstore"
+	"github.com/tenantnet/tenantnet/pkg/ipstore/filestore"
 	"github.com/tenantnet/tenantnet/pkg/ipx"
 	"github.com/tenantnet/tenantnet/pkg/rtargs"
 )
@@ -57,35 +61,45 @@ func load(stdin []byte) (*netConf, *ipamconf.Config, error) {
 	return &n, c, nil
 }
 
-// location reads only ipam.dataDir and the network name: DEL and GC must
-// work even when the rest of the ipam section was edited into something
-// invalid since ADD.
-func location(stdin []byte) (dir, name string, err error) {
+// location reads only the network name and where its reservations are
+// (ipam.dataDir, nodeName, etcd): DEL and GC must work even when the rest
+// of the ipam section was edited into something invalid since ADD.
+func location(stdin []byte) (string, *ipamconf.Store, error) {
 	var n struct {
-		Name string `json:"name"`
-		IPAM struct {
-			DataDir string `json:"dataDir"`
-		} `json:"ipam"`
+		Name string          `json:"name"`
+		IPAM json.RawMessage `json:"ipam"`
 	}
 	if err := json.Unmarshal(stdin, &n); err != nil {
-		return "", "", cnierr.Decode("network config: %v", err)
+		return "", nil, cnierr.Decode("network config: %v", err)
 	}
-	dir = n.IPAM.DataDir
-	if dir == "" {
-		dir = ipamconf.DefaultDataDir
+	st, err := ipamconf.ParseStore(n.IPAM)
+	if err != nil {
+		return "", nil, err
 	}
-	if !filepath.IsAbs(dir) {
-		return "", "", cnierr.Config("ipam.dataDir", "%q is not an absolute path", dir)
-	}
-	return dir, n.Name, nil
+	return n.Name, st, nil
 }
 
-func open(dir, name string) (*ipstore.Store, error) {
-	s, err := ipstore.Open(dir, name)
+// Open opens a network's store: etcd when ipam.etcd is set, else files.
+func Open(network string, st *ipamconf.Store) (ipstore.Store, error) {
+	o := ipstore.Options{Network: network, Node: st.NodeName, DataDir: st.DataDir}
+	if st.Etcd != nil {
+		return etcdstore.Open(o, st.Etcd)
+	}
+	s, err := filestore.Open(o)
 	if err != nil {
-		return nil, cnierr.IO("open IPAM store %s: %v", filepath.Join(dir, name), err)
+		return nil, cnierr.IO("open IPAM store %s: %v", o.Dir(), err)
 	}
 	return s, nil
+}
+
+// neverUsed reports that a files store was never created, so there is
+// nothing to release or collect (and nothing to create for it).
+func neverUsed(network string, st *ipamconf.Store) bool {
+	if st.Etcd != nil {
+		return false
+	}
+	_, err := os.Stat(filepath.Join(st.DataDir, network))
+	return os.IsNotExist(err)
 }
 
 // Add reserves the attachment's addresses and returns them as a result in
@@ -112,14 +126,15 @@ func Allocate(network string, c *ipamconf.Config, gatewayOnHost bool, reqs []rta
 	for _, r := range reqs {
 		want = append(want, r.Addr)
 	}
-	s, err := open(c.DataDir, network)
+	s, err := Open(network, &c.Store)
 	if err != nil {
 		return nil, err
 	}
 	defer s.Close()
-	addrs, err := s.Allocate(ipstore.Owner{ContainerID: containerID, IfName: ifName}, c, want)
+	owner := ipstore.Owner{ContainerID: containerID, IfName: ifName}
+	addrs, err := s.Allocate(context.Background(), owner, c, want)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("reserve addresses for %s in network %s: %w", owner, network, err)
 	}
 	res := &current.Result{CNIVersion: current.ImplementedSpecVersion, Routes: c.Routes}
 	for _, a := range addrs {
@@ -133,21 +148,30 @@ func Allocate(network string, c *ipamconf.Config, gatewayOnHost bool, reqs []rta
 	return res, nil
 }
 
-// Del releases the attachment's addresses; nothing reserved is fine.
+// Del releases the attachment's addresses; nothing reserved is fine. A
+// release that cannot reach etcd is journaled on this host and DEL
+// succeeds: the host side is gone, the address stays reserved (so it is
+// never handed out twice) until the next call that reaches etcd frees it,
+// and a failing DEL would leave the runtime stuck retrying.
 func Del(call Call) error {
-	dir, name, err := location(call.Config)
+	name, st, err := location(call.Config)
 	if err != nil {
 		return err
 	}
-	if _, err := os.Stat(filepath.Join(dir, name)); os.IsNotExist(err) {
-		return nil // nothing was ever reserved here
+	if neverUsed(name, st) {
+		return nil
 	}
-	s, err := open(dir, name)
+	s, err := Open(name, st)
 	if err != nil {
 		return err
 	}
 	defer s.Close()
-	return s.Release(call.owner())
+	err = s.Release(context.Background(), call.owner())
+	if errors.Is(err, ipstore.ErrDeferred) {
+		fmt.Fprintf(os.Stderr, "tenantnet-ipam: %v\n", err)
+		return nil
+	}
+	return err
 }
 
 // Check verifies that the attachment holds its addresses, and every address
@@ -157,13 +181,13 @@ func Check(call Call) error {
 	if err != nil {
 		return err
 	}
-	s, err := open(c.DataDir, n.Name)
+	s, err := Open(n.Name, &c.Store)
 	if err != nil {
 		return err
 	}
 	defer s.Close()
 	owner := call.owner()
-	held, err := s.Lookup(owner)
+	held, err := s.Lookup(context.Background(), owner)
 	if err != nil {
 		return err
 	}
@@ -196,10 +220,10 @@ func Check(call Call) error {
 	return nil
 }
 
-// GC releases every reservation whose owner is not in the config's
-// cni.dev/valid-attachments.
+// GC releases every reservation of this node whose owner is not in the
+// config's cni.dev/valid-attachments.
 func GC(config []byte) error {
-	dir, name, err := location(config)
+	name, st, err := location(config)
 	if err != nil {
 		return err
 	}
@@ -207,31 +231,41 @@ func GC(config []byte) error {
 	if err := json.Unmarshal(config, &n); err != nil {
 		return cnierr.Decode("network config: %v", err)
 	}
-	if _, err := os.Stat(filepath.Join(dir, name)); os.IsNotExist(err) {
+	if neverUsed(name, st) {
 		return nil
 	}
 	valid := map[ipstore.Owner]bool{}
 	for _, a := range n.ValidAttachments {
 		valid[ipstore.Owner{ContainerID: a.ContainerID, IfName: a.IfName}] = true
 	}
-	s, err := open(dir, name)
+	s, err := Open(name, st)
 	if err != nil {
 		return err
 	}
 	defer s.Close()
-	return s.GC(valid)
+	return s.GC(context.Background(), valid)
 }
 
-// Status says whether reservations can be made (the data dir is usable).
+// Status says whether reservations can be made: the data dir is usable, or
+// etcd answers.
 func Status(config []byte) error {
-	dir, name, err := location(config)
+	name, st, err := location(config)
 	if err != nil {
 		return err
 	}
-	s, err := ipstore.Open(dir, name)
-	if err != nil {
-		return cnierr.NotAvailable("tenantnet-ipam cannot use its data dir %s: %v", filepath.Join(dir, name), err)
+	s, err := Open(name, st)
+	if err == nil {
+		defer s.Close()
+		if p, ok := s.(interface{ Ping(context.Context) error }); ok {
+			err = p.Ping(context.Background())
+		}
 	}
-	s.Close()
+	if err != nil {
+		var e *types.Error
+		if errors.As(err, &e) && e.Code == types.ErrInvalidNetworkConfig {
+			return err
+		}
+		return cnierr.NotAvailable("tenantnet-ipam cannot reserve addresses in network %s: %v", name, err)
+	}
 	return nil
 }

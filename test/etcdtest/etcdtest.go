@@ -1,0 +1,228 @@
+// Package etcdtest runs real etcd members for tests and the benchmark: a
+// one-member or three-member cluster on free localhost ports and in a temp
+// dir, stopped and removed again. Each member also serves on a unix socket,
+// which test host namespaces reach through the file system (their loopback
+// is their own). etcd is Debian's etcd-server (scripts/install-deps.sh
+// installs it); a missing binary is an error, never a skip.
+package etcdtest
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// Binary finds the etcd server: $TENANTNET_ETCD, else etcd in PATH or /usr/bin.
+func Binary() (string, error) {
+	if b := os.Getenv("TENANTNET_ETCD"); b != "" {
+		return b, nil
+	}
+	if b, err := exec.LookPath("etcd"); err == nil {
+		return b, nil
+	}
+	if _, err := os.Stat("/usr/bin/etcd"); err == nil {
+		return "/usr/bin/etcd", nil
+	}
+	return "", errors.New("etcd not found: install it with scripts/install-deps.sh (Debian package etcd-server), or set TENANTNET_ETCD")
+}
+
+// Member is one etcd server.
+type Member struct {
+	Name      string
+	ClientURL string // http://127.0.0.1:port
+	Socket    string // unix:///dir/name.sock:0, reachable from any network namespace
+	bin       string
+	args      []string
+	dir       string
+	cmd       *exec.Cmd
+	exited    chan struct{}
+	log       *os.File
+}
+
+// Cluster is a set of members started together.
+type Cluster struct {
+	Members []*Member
+	dir     string
+}
+
+// Start runs an n-member cluster and waits until every member is healthy.
+func Start(n int) (*Cluster, error) {
+	bin, err := Binary()
+	if err != nil {
+		return nil, err
+	}
+	// Short: unix socket paths are limited to 108 bytes.
+	dir, err := os.MkdirTemp("", "tntetcd")
+	if err != nil {
+		return nil, err
+	}
+	c := &Cluster{dir: dir}
+	var initial []string
+	peers := make([]string, n)
+	for i := range n {
+		name := fmt.Sprintf("m%d", i)
+		cport, err1 := freePort()
+		pport, err2 := freePort()
+		if err := errors.Join(err1, err2); err != nil {
+			os.RemoveAll(dir)
+			return nil, err
+		}
+		peers[i] = fmt.Sprintf("http://127.0.0.1:%d", pport)
+		initial = append(initial, name+"="+peers[i])
+		c.Members = append(c.Members, &Member{
+			Name: name, ClientURL: fmt.Sprintf("http://127.0.0.1:%d", cport),
+			// etcd makes the socket relative to its working directory.
+			Socket: "unix://" + filepath.Join(dir, name+".sock:0"),
+			bin:    bin, dir: dir,
+		})
+	}
+	for i, m := range c.Members {
+		clients := m.ClientURL + ",unix://" + m.Name + ".sock:0"
+		m.args = []string{
+			"--name", m.Name, "--data-dir", filepath.Join(dir, m.Name+".data"),
+			"--listen-client-urls", clients, "--advertise-client-urls", clients,
+			"--listen-peer-urls", peers[i], "--initial-advertise-peer-urls", peers[i],
+			"--initial-cluster", strings.Join(initial, ","), "--initial-cluster-state", "new",
+			"--initial-cluster-token", filepath.Base(dir),
+			"--logger", "zap", "--log-outputs", "stderr", "--log-level", "warn",
+		}
+		if err := m.Start(); err != nil {
+			c.Stop()
+			return nil, err
+		}
+	}
+	for _, m := range c.Members {
+		if err := m.WaitHealthy(30 * time.Second); err != nil {
+			c.Stop()
+			return nil, err
+		}
+	}
+	return c, nil
+}
+
+// StartT starts a cluster for a test and stops it at the end; any failure
+// fails the test.
+func StartT(t testing.TB, n int) *Cluster {
+	t.Helper()
+	c, err := Start(n)
+	if err != nil {
+		t.Fatalf("start etcd: %v", err)
+	}
+	t.Cleanup(c.Stop)
+	return c
+}
+
+// Endpoints are the members' TCP client URLs (for processes in this
+// network namespace).
+func (c *Cluster) Endpoints() []string {
+	var out []string
+	for _, m := range c.Members {
+		out = append(out, m.ClientURL)
+	}
+	return out
+}
+
+// Sockets are the members' unix socket URLs (for any network namespace).
+func (c *Cluster) Sockets() []string {
+	var out []string
+	for _, m := range c.Members {
+		out = append(out, m.Socket)
+	}
+	return out
+}
+
+// Stop kills every member and removes the data.
+func (c *Cluster) Stop() {
+	for _, m := range c.Members {
+		m.Kill()
+	}
+	os.RemoveAll(c.dir)
+}
+
+// Start (re)starts a stopped member on its data.
+func (m *Member) Start() error {
+	if m.cmd != nil {
+		return fmt.Errorf("etcd member %s is running", m.Name)
+	}
+	log, err := os.OpenFile(filepath.Join(m.dir, m.Name+".log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		return err
+	}
+	cmd := exec.Command(m.bin, m.args...)
+	cmd.Dir = m.dir
+	cmd.Stdout, cmd.Stderr = log, log
+	// A test binary killed hard must not leave etcd running.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		log.Close()
+		return fmt.Errorf("start etcd member %s: %w", m.Name, err)
+	}
+	m.cmd, m.log, m.exited = cmd, log, make(chan struct{})
+	go func(done chan struct{}) { _ = cmd.Wait(); close(done) }(m.exited)
+	return nil
+}
+
+// Kill stops the member at once (a crash, as far as the cluster can tell)
+// and waits for it to be gone.
+func (m *Member) Kill() {
+	if m.cmd == nil {
+		return
+	}
+	_ = m.cmd.Process.Signal(syscall.SIGKILL)
+	<-m.exited
+	m.log.Close()
+	m.cmd = nil
+}
+
+// WaitHealthy waits until the member answers /health with a leader.
+func (m *Member) WaitHealthy(timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	cl := &http.Client{Timeout: time.Second}
+	var last error
+	for time.Now().Before(deadline) {
+		select {
+		case <-m.exited:
+			return fmt.Errorf("etcd member %s exited; its log: %s", m.Name, m.Log())
+		default:
+		}
+		resp, err := cl.Get(m.ClientURL + "/health")
+		if err == nil {
+			var b [256]byte
+			n, _ := resp.Body.Read(b[:])
+			resp.Body.Close()
+			if strings.Contains(string(b[:n]), `"health":"true"`) {
+				return nil
+			}
+			err = fmt.Errorf("/health: %s", b[:n])
+		}
+		last = err
+		time.Sleep(50 * time.Millisecond)
+	}
+	return fmt.Errorf("etcd member %s not healthy after %s: %v; its log: %s", m.Name, timeout, last, m.Log())
+}
+
+// Log is the tail of the member's log.
+func (m *Member) Log() string {
+	b, _ := os.ReadFile(filepath.Join(m.dir, m.Name+".log"))
+	if len(b) > 2000 {
+		b = b[len(b)-2000:]
+	}
+	return string(b)
+}
+
+func freePort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
+}
