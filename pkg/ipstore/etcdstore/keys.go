@@ -53,9 +53,9 @@ func (v ownerValue) addrs() []netip.Addr {
 	return out
 }
 
-func (s *Store) ipsPrefix() string                   { return s.base + "ips/" }
-func (s *Store) ipKey(a netip.Addr) string           { return s.ipsPrefix() + addrKey(a) }
-func (s *Store) ownersPrefix(node string) string     { return s.base + "owners/" + node + "/" }
+func (s *Store) ipsPrefix() string                            { return s.base + "ips/" }
+func (s *Store) ipKey(a netip.Addr) string                    { return s.ipsPrefix() + addrKey(a) }
+func (s *Store) ownersPrefix(node string) string              { return s.base + "owners/" + node + "/" }
 func (s *Store) ownerKey(node string, o ipstore.Owner) string { return s.ownersPrefix(node) + o.Key() }
 
 func addrKey(a netip.Addr) string {
