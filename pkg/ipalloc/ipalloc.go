@@ -269,3 +269,75 @@ func Status(config []byte) error {
 	}
 	return nil
 }
+
+// NetworkConfig picks the tenantnet-ipam network out of a file an operator
+// points at: a network config, or a conflist (the first plugin whose ipam
+// type is tenantnet-ipam, under the list's name).
+func NetworkConfig(file []byte) ([]byte, error) {
+	var list struct {
+		Name    string            `json:"name"`
+		Plugins []json.RawMessage `json:"plugins"`
+	}
+	if err := json.Unmarshal(file, &list); err != nil {
+		return nil, cnierr.Decode("network config: %v", err)
+	}
+	if list.Plugins == nil {
+		return file, nil
+	}
+	for _, p := range list.Plugins {
+		var m map[string]any
+		if err := json.Unmarshal(p, &m); err != nil {
+			return nil, cnierr.Decode("plugins: %v", err)
+		}
+		if ipam, ok := m["ipam"].(map[string]any); ok && ipam["type"] == ipamconf.TypeName {
+			m["name"] = list.Name
+			return json.Marshal(m)
+		}
+	}
+	return nil, cnierr.Config("plugins", "no plugin of network %q has ipam type %q", list.Name, ipamconf.TypeName)
+}
+
+func openConfig(config []byte) (ipstore.Store, error) {
+	name, st, err := location(config)
+	if err != nil {
+		return nil, err
+	}
+	if name == "" {
+		return nil, cnierr.Config("name", "missing; the network's name says whose reservations these are")
+	}
+	return Open(name, st)
+}
+
+// List returns every reservation of the network of config (a network
+// config as NetworkConfig returns it): every node's, with etcd.
+func List(ctx context.Context, config []byte) ([]ipstore.Reservation, error) {
+	s, err := openConfig(config)
+	if err != nil {
+		return nil, err
+	}
+	defer s.Close()
+	return s.List(ctx)
+}
+
+// ReleaseNode releases everything node held in the network of config: the
+// addresses of a host that died and will not come back (a host that reboots
+// releases its old reservations itself on its first call). Only for a node
+// whose containers are gone: their addresses become free for others.
+func ReleaseNode(ctx context.Context, config []byte, node string) ([]ipstore.Reservation, error) {
+	s, err := openConfig(config)
+	if err != nil {
+		return nil, err
+	}
+	defer s.Close()
+	return s.ReleaseNode(ctx, node)
+}
+
+// NodeName is the node a config makes this host (ipam.nodeName, else the
+// host name).
+func NodeName(config []byte) (string, error) {
+	_, st, err := location(config)
+	if err != nil {
+		return "", err
+	}
+	return st.NodeName, nil
+}

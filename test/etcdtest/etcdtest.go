@@ -45,16 +45,26 @@ type Member struct {
 	cmd       *exec.Cmd
 	exited    chan struct{}
 	log       *os.File
+	tls       *TLSFiles
 }
 
 // Cluster is a set of members started together.
 type Cluster struct {
 	Members []*Member
-	dir     string
+	// TLS, when the cluster was started with it: the CA that signed the
+	// servers' certificates, and a client certificate the members require.
+	TLS *TLSFiles
+	dir string
 }
 
 // Start runs an n-member cluster and waits until every member is healthy.
-func Start(n int) (*Cluster, error) {
+func Start(n int) (*Cluster, error) { return start(n, false) }
+
+// StartTLS runs an n-member cluster that serves only TLS and requires a
+// client certificate.
+func StartTLS(n int) (*Cluster, error) { return start(n, true) }
+
+func start(n int, withTLS bool) (*Cluster, error) {
 	bin, err := Binary()
 	if err != nil {
 		return nil, err
@@ -65,6 +75,14 @@ func Start(n int) (*Cluster, error) {
 		return nil, err
 	}
 	c := &Cluster{dir: dir}
+	scheme := "http"
+	if withTLS {
+		if c.TLS, err = makeCerts(dir); err != nil {
+			os.RemoveAll(dir)
+			return nil, err
+		}
+		scheme = "https"
+	}
 	var initial []string
 	peers := make([]string, n)
 	for i := range n {
@@ -78,14 +96,19 @@ func Start(n int) (*Cluster, error) {
 		peers[i] = fmt.Sprintf("http://127.0.0.1:%d", pport)
 		initial = append(initial, name+"="+peers[i])
 		c.Members = append(c.Members, &Member{
-			Name: name, ClientURL: fmt.Sprintf("http://127.0.0.1:%d", cport),
+			Name: name, ClientURL: fmt.Sprintf("%s://127.0.0.1:%d", scheme, cport),
 			// etcd makes the socket relative to its working directory.
 			Socket: "unix://" + filepath.Join(dir, name+".sock:0"),
 			bin:    bin, dir: dir,
 		})
 	}
 	for i, m := range c.Members {
-		clients := m.ClientURL + ",unix://" + m.Name + ".sock:0"
+		clients := m.ClientURL
+		if !withTLS {
+			clients += ",unix://" + m.Name + ".sock:0"
+		} else {
+			m.Socket = ""
+		}
 		m.args = []string{
 			"--name", m.Name, "--data-dir", filepath.Join(dir, m.Name+".data"),
 			"--listen-client-urls", clients, "--advertise-client-urls", clients,
@@ -93,6 +116,11 @@ func Start(n int) (*Cluster, error) {
 			"--initial-cluster", strings.Join(initial, ","), "--initial-cluster-state", "new",
 			"--initial-cluster-token", filepath.Base(dir),
 			"--logger", "zap", "--log-outputs", "stderr", "--log-level", "warn",
+		}
+		if withTLS {
+			m.tls = c.TLS
+			m.args = append(m.args, "--cert-file", c.TLS.ServerCert, "--key-file", c.TLS.ServerKey,
+				"--trusted-ca-file", c.TLS.CA, "--client-cert-auth")
 		}
 		if err := m.Start(); err != nil {
 			c.Stop()
@@ -130,7 +158,8 @@ func (c *Cluster) Endpoints() []string {
 	return out
 }
 
-// Sockets are the members' unix socket URLs (for any network namespace).
+// Sockets are the members' unix socket URLs (for any network namespace;
+// none with TLS).
 func (c *Cluster) Sockets() []string {
 	var out []string
 	for _, m := range c.Members {
@@ -155,6 +184,10 @@ func (m *Member) Start() error {
 	log, err := os.OpenFile(filepath.Join(m.dir, m.Name+".log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 	if err != nil {
 		return err
+	}
+	// A killed member leaves its socket behind, and would not bind it again.
+	if m.Socket != "" {
+		os.Remove(strings.TrimPrefix(m.Socket, "unix://"))
 	}
 	cmd := exec.Command(m.bin, m.args...)
 	cmd.Dir = m.dir
@@ -186,6 +219,13 @@ func (m *Member) Kill() {
 func (m *Member) WaitHealthy(timeout time.Duration) error {
 	deadline := time.Now().Add(timeout)
 	cl := &http.Client{Timeout: time.Second}
+	if m.tls != nil {
+		tc, err := m.tls.clientConfig()
+		if err != nil {
+			return err
+		}
+		cl.Transport = &http.Transport{TLSClientConfig: tc}
+	}
 	var last error
 	for time.Now().Before(deadline) {
 		select {

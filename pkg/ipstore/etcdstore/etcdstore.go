@@ -189,7 +189,8 @@ func (s *Store) settle(ctx context.Context) error {
 		if err := os.MkdirAll(s.dir, 0o700); err != nil {
 			return cnierr.IO("create %s: %v", s.dir, err)
 		}
-		tmp := bootFile + ".tmp"
+		// Several processes may sweep at once; each writes its own file.
+		tmp := fmt.Sprintf("%s.%d.tmp", bootFile, os.Getpid())
 		if err := os.WriteFile(tmp, []byte(s.bootID), 0o600); err != nil {
 			return cnierr.IO("write %s: %v", tmp, err)
 		}
