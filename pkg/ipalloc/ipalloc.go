@@ -81,7 +81,7 @@ func location(stdin []byte) (string, *ipamconf.Store, error) {
 
 // Open opens a network's store: etcd when ipam.etcd is set, else files.
 func Open(network string, st *ipamconf.Store) (ipstore.Store, error) {
-	o := ipstore.Options{Network: network, Node: st.NodeName, DataDir: st.DataDir}
+	o := options(network, st)
 	if st.Etcd != nil {
 		return etcdstore.Open(o, st.Etcd)
 	}
@@ -90,6 +90,10 @@ func Open(network string, st *ipamconf.Store) (ipstore.Store, error) {
 		return nil, cnierr.IO("open IPAM store %s: %v", o.Dir(), err)
 	}
 	return s, nil
+}
+
+func options(network string, st *ipamconf.Store) ipstore.Options {
+	return ipstore.Options{Network: network, Node: st.NodeName, DataDir: st.DataDir}
 }
 
 // neverUsed reports that a files store was never created, so there is
@@ -122,16 +126,80 @@ func Add(call Call) (*current.Result, error) {
 // Allocate is Add on a config already parsed and requests already checked
 // (tenantnet has done both before calling it in-process).
 func Allocate(network string, c *ipamconf.Config, gatewayOnHost bool, reqs []rtargs.IP, containerID, ifName string) (*current.Result, error) {
+	return Prepare(network, c).Allocate(gatewayOnHost, reqs, containerID, ifName)
+}
+
+// Pending is a network's store opened ahead of the allocation. With etcd,
+// making the client, connecting and the first round trip (most of what etcd
+// adds to an ADD, and most of it CPU work in a fresh process) overlap the
+// caller's host setup; an etcd out of reach is then reported by Allocate.
+// Files are opened by Allocate itself: their lock must not be held while
+// the host is set up.
+type Pending struct {
+	network string
+	c       *ipamconf.Config
+	done    chan struct{}
+	s       ipstore.Store
+	err     error
+}
+
+// Prepare starts opening c's store; Allocate or Close must follow.
+func Prepare(network string, c *ipamconf.Config) *Pending {
+	p := &Pending{network: network, c: c}
+	if c.Etcd == nil {
+		return p
+	}
+	p.done = make(chan struct{})
+	go func() {
+		defer close(p.done)
+		s, err := etcdstore.Open(options(network, &c.Store), c.Etcd)
+		if err != nil {
+			p.err = err
+			return
+		}
+		p.s, p.err = s, s.Warm(context.Background())
+	}()
+	return p
+}
+
+// store waits for the store Prepare opened, or opens the files store.
+func (p *Pending) store() (ipstore.Store, error) {
+	if p.done == nil {
+		p.s, p.err = Open(p.network, &p.c.Store)
+	} else {
+		<-p.done
+	}
+	return p.s, p.err
+}
+
+// Close closes the store if Allocate did not run; nil is fine.
+func (p *Pending) Close() {
+	if p == nil {
+		return
+	}
+	if p.done != nil {
+		<-p.done
+	}
+	if p.s != nil {
+		p.s.Close()
+		p.s = nil
+	}
+}
+
+// Allocate reserves the attachment's addresses and returns them as a result
+// in the current CNI version.
+func (p *Pending) Allocate(gatewayOnHost bool, reqs []rtargs.IP, containerID, ifName string) (*current.Result, error) {
+	defer p.Close()
+	network, c := p.network, p.c
 	var want []netip.Addr
 	for _, r := range reqs {
 		want = append(want, r.Addr)
 	}
-	s, err := Open(network, &c.Store)
-	if err != nil {
-		return nil, err
-	}
-	defer s.Close()
 	owner := ipstore.Owner{ContainerID: containerID, IfName: ifName}
+	s, err := p.store()
+	if err != nil {
+		return nil, fmt.Errorf("reserve addresses for %s in network %s: %w", owner, network, err)
+	}
 	addrs, err := s.Allocate(context.Background(), owner, c, want)
 	if err != nil {
 		return nil, fmt.Errorf("reserve addresses for %s in network %s: %w", owner, network, err)

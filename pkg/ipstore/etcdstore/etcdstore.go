@@ -33,6 +33,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/tenantnet/tenantnet/pkg/cnierr"
+	"github.com/tenantnet/tenantnet/pkg/fsx"
 	"github.com/tenantnet/tenantnet/pkg/ipamconf"
 	"github.com/tenantnet/tenantnet/pkg/ipstore"
 )
@@ -51,9 +52,10 @@ const (
 const maxAttempts = 100
 
 // pickAmong is how many free addresses after the cursor an allocation
-// chooses from at random: parallel ADDs on one host read the same cursor,
-// and would otherwise all race for the same address.
-const pickAmong = 8
+// chooses from at random once it lost a race: parallel ADDs on one host read
+// the same cursor, and would otherwise all race for the next address again.
+// Uncontended, it takes the first free one (round-robin, as files do).
+const pickAmong = 16
 
 // Store is one network's reservations in etcd, as one node sees them.
 type Store struct {
@@ -189,12 +191,7 @@ func (s *Store) settle(ctx context.Context) error {
 		if err := os.MkdirAll(s.dir, 0o700); err != nil {
 			return cnierr.IO("create %s: %v", s.dir, err)
 		}
-		// Several processes may sweep at once; each writes its own file.
-		tmp := fmt.Sprintf("%s.%d.tmp", bootFile, os.Getpid())
-		if err := os.WriteFile(tmp, []byte(s.bootID), 0o600); err != nil {
-			return cnierr.IO("write %s: %v", tmp, err)
-		}
-		if err := os.Rename(tmp, bootFile); err != nil {
+		if err := fsx.WriteAtomic(bootFile, []byte(s.bootID)); err != nil {
 			return cnierr.IO("write %s: %v", bootFile, err)
 		}
 	}
@@ -209,6 +206,11 @@ func (s *Store) settle(ctx context.Context) error {
 
 // Allocate reserves one address per range for o in one transaction that
 // succeeds only if every address key and o's owner record are absent.
+//
+// The first try takes, unread, the first usable address after each
+// cursor: with round-robin allocation it is free, and the ADD costs one
+// round trip. When the try fails, the same transaction has read what a
+// second choice needs: o's record and the reserved keys after each cursor.
 func (s *Store) Allocate(ctx context.Context, o ipstore.Owner, c *ipamconf.Config, requested []netip.Addr) ([]netip.Addr, error) {
 	ctx, cancel := callCtx(ctx)
 	defer cancel()
@@ -217,12 +219,10 @@ func (s *Store) Allocate(ctx context.Context, o ipstore.Owner, c *ipamconf.Confi
 	}
 	ownerKey := s.ownerKey(s.node, o)
 	cursor := ipstore.Cursor{Dir: s.dir}
-	for attempt := 0; attempt < maxAttempts; attempt++ {
-		// One round trip: o's record and, per range allocated dynamically,
-		// the first reserved keys after this node's cursor.
+	for restart := 0; restart < maxAttempts; restart++ {
 		pickers := make([]*picker, len(c.Ranges))
-		static := make([]netip.Addr, len(c.Ranges))
-		reads := []clientv3.Op{clientv3.OpGet(ownerKey)}
+		picked := make([]netip.Addr, len(c.Ranges))
+		var reads []clientv3.Op
 		for i := range c.Ranges {
 			r := &c.Ranges[i]
 			a, ok, err := ipstore.Requested(r, requested)
@@ -230,110 +230,105 @@ func (s *Store) Allocate(ctx context.Context, o ipstore.Owner, c *ipamconf.Confi
 				return nil, err
 			}
 			if ok {
-				static[i] = a
+				picked[i] = a
 				continue
 			}
 			p := &picker{s: s, r: r, start: cursor.Start(r, ipstore.NodeStart(r, s.node)), taken: map[netip.Addr]bool{}}
+			if picked[i], err = ipstore.Walk(r, p.start, func(netip.Addr) (bool, error) { return true, nil }); err != nil {
+				return nil, err
+			}
 			pickers[i] = p
 			reads = append(reads, p.windowOp(p.start))
 		}
-		resp, err := s.txn(ctx, nil, reads, nil)
-		if err != nil {
-			return nil, err
-		}
-		if kvs := resp.Responses[0].GetResponseRange().Kvs; len(kvs) > 0 {
-			var v ownerValue
-			_ = json.Unmarshal(kvs[0].Value, &v)
-			if held := v.addrs(); ipstore.Satisfies(held, c, requested) {
-				return held, nil
-			}
-			// Different requests now: start clean.
-			if _, err := s.releaseKV(ctx, ownerKey, kvs[0].CreateRevision, v); err != nil {
+		for attempt := 0; attempt < maxAttempts; attempt++ {
+			resp, err := s.create(ctx, o, ownerKey, picked, reads)
+			if err != nil {
 				return nil, err
 			}
-			continue
-		}
-		n := 1
-		for _, p := range pickers {
-			if p != nil {
-				p.setWindow(p.start, resp.Responses[n].GetResponseRange().Kvs, resp.Responses[n].GetResponseRange().More)
-				n++
-			}
-		}
-		got, again, err := s.create(ctx, o, ownerKey, pickers, static)
-		if err != nil || !again {
-			if err == nil {
+			if resp.Succeeded {
 				for i, p := range pickers {
 					if p != nil {
-						cursor.Save(got[i])
+						cursor.Save(picked[i])
+					}
+				}
+				return picked, nil
+			}
+			// Else: each address, o's record, then the windows read.
+			if kvs := resp.Responses[len(picked)].GetResponseRange().Kvs; len(kvs) > 0 {
+				var v ownerValue
+				_ = json.Unmarshal(kvs[0].Value, &v)
+				if held := v.addrs(); ipstore.Satisfies(held, c, requested) {
+					return held, nil
+				}
+				// Different requests now: start clean.
+				if _, err := s.releaseKV(ctx, ownerKey, kvs[0].CreateRevision, v); err != nil {
+					return nil, err
+				}
+				break
+			}
+			n := len(picked) + 1
+			for _, p := range pickers {
+				if p != nil && len(reads) > 0 {
+					rr := resp.Responses[n].GetResponseRange()
+					p.setWindow(p.start, rr.Kvs, rr.More)
+					n++
+				}
+			}
+			for i, a := range picked {
+				kvs := resp.Responses[i].GetResponseRange().Kvs
+				if len(kvs) == 0 {
+					continue
+				}
+				p := pickers[i]
+				if p == nil {
+					var h ipValue
+					_ = json.Unmarshal(kvs[0].Value, &h)
+					return nil, ipstore.InUse(a, ipstore.Owner{ContainerID: h.ContainerID, IfName: h.IfName}, h.Node)
+				}
+				p.taken[a] = true
+				// Lost a race for an address read as free: spread out.
+				p.spread = p.spread || len(reads) == 0
+			}
+			for i, p := range pickers {
+				if p != nil {
+					if picked[i], err = p.pick(ctx); err != nil {
+						return nil, err
 					}
 				}
 			}
-			return got, err
+			reads = nil
 		}
 	}
 	return nil, cnierr.TryAgain("etcd at %s: no address could be reserved for %s after %d attempts (too many hosts allocating at once); try again",
 		strings.Join(s.endpoints, ", "), o, maxAttempts)
 }
 
-// create picks addresses and creates them with o's record; on a conflict
-// over a dynamic address it picks again from what it has read. again is
-// true when o's record appeared meanwhile (the caller starts over).
-func (s *Store) create(ctx context.Context, o ipstore.Owner, ownerKey string, pickers []*picker, static []netip.Addr) (got []netip.Addr, again bool, err error) {
-	for attempt := 0; attempt < maxAttempts; attempt++ {
-		picked := make([]netip.Addr, len(static))
-		for i, p := range pickers {
-			if p == nil {
-				picked[i] = static[i]
-				continue
-			}
-			if picked[i], err = p.pick(ctx); err != nil {
-				return nil, false, err
-			}
-		}
-		now := time.Now().UTC()
-		ov := ownerValue{BootID: s.bootID, Since: now}
-		cmps := []clientv3.Cmp{clientv3.Compare(clientv3.Version(ownerKey), "=", 0)}
-		var puts, els []clientv3.Op
-		for _, a := range picked {
-			ov.Addrs = append(ov.Addrs, a.String())
-			iv, _ := json.Marshal(ipValue{Addr: a.String(), ContainerID: o.ContainerID, IfName: o.IfName, Node: s.node, BootID: s.bootID, Since: now})
-			cmps = append(cmps, clientv3.Compare(clientv3.Version(s.ipKey(a)), "=", 0))
-			puts = append(puts, clientv3.OpPut(s.ipKey(a), string(iv)))
-			els = append(els, clientv3.OpGet(s.ipKey(a)))
-		}
-		ob, _ := json.Marshal(ov)
-		puts = append(puts, clientv3.OpPut(ownerKey, string(ob)))
-		els = append(els, clientv3.OpGet(ownerKey, clientv3.WithCountOnly()))
-		resp, err := s.txn(ctx, cmps, puts, els)
-		if err != nil {
-			// The transaction may have been applied without our hearing
-			// of it: journal o's release, so the next call that reaches
-			// etcd frees whatever it reserved.
-			s.journal(o, now)
-			return nil, false, err
-		}
-		if resp.Succeeded {
-			return picked, false, nil
-		}
-		if resp.Responses[len(picked)].GetResponseRange().Count > 0 {
-			return nil, true, nil
-		}
-		for i, a := range picked {
-			kvs := resp.Responses[i].GetResponseRange().Kvs
-			if len(kvs) == 0 {
-				continue
-			}
-			if pickers[i] == nil {
-				var h ipValue
-				_ = json.Unmarshal(kvs[0].Value, &h)
-				return nil, false, ipstore.InUse(a, ipstore.Owner{ContainerID: h.ContainerID, IfName: h.IfName}, h.Node)
-			}
-			pickers[i].taken[a] = true
-		}
+// create tries to reserve picked for o: one transaction that creates the
+// address keys and o's record only if none of them exists, and otherwise
+// reads each of them and runs reads.
+func (s *Store) create(ctx context.Context, o ipstore.Owner, ownerKey string, picked []netip.Addr, reads []clientv3.Op) (*clientv3.TxnResponse, error) {
+	now := time.Now().UTC()
+	ov := ownerValue{BootID: s.bootID, Since: now}
+	cmps := []clientv3.Cmp{clientv3.Compare(clientv3.Version(ownerKey), "=", 0)}
+	var puts, els []clientv3.Op
+	for _, a := range picked {
+		ov.Addrs = append(ov.Addrs, a.String())
+		iv, _ := json.Marshal(ipValue{Addr: a.String(), ContainerID: o.ContainerID, IfName: o.IfName, Node: s.node, BootID: s.bootID, Since: now})
+		cmps = append(cmps, clientv3.Compare(clientv3.Version(s.ipKey(a)), "=", 0))
+		puts = append(puts, clientv3.OpPut(s.ipKey(a), string(iv)))
+		els = append(els, clientv3.OpGet(s.ipKey(a)))
 	}
-	return nil, false, cnierr.TryAgain("etcd at %s: no address could be reserved for %s after %d attempts (too many hosts allocating at once); try again",
-		strings.Join(s.endpoints, ", "), o, maxAttempts)
+	ob, _ := json.Marshal(ov)
+	puts = append(puts, clientv3.OpPut(ownerKey, string(ob)))
+	els = append(append(els, clientv3.OpGet(ownerKey)), reads...)
+	resp, err := s.txn(ctx, cmps, puts, els)
+	if err != nil {
+		// The transaction may have been applied without our hearing of it:
+		// journal o's release, so the next call that reaches etcd frees
+		// whatever it reserved.
+		_ = s.journal(o, now)
+	}
+	return resp, err
 }
 
 // picker finds free addresses of one range from a window of reserved keys
@@ -349,6 +344,8 @@ type picker struct {
 	limit      int64
 	// taken are addresses lost to others since the window was read.
 	taken map[netip.Addr]bool
+	// spread is set after a lost race: pick at random among the next free.
+	spread bool
 }
 
 const (
@@ -398,9 +395,14 @@ func (p *picker) free(ctx context.Context, a netip.Addr, mayRead bool) (free, kn
 	return !p.keys[a] && !p.taken[a], true, nil
 }
 
-// pick returns one of the first pickAmong free addresses after the
-// cursor, at random, without reading past the first window that has one.
+// pick returns the first free address after the cursor, or after a lost
+// race one of the first pickAmong, at random, without reading past the
+// first window that has one.
 func (p *picker) pick(ctx context.Context) (netip.Addr, error) {
+	among := 1
+	if p.spread {
+		among = pickAmong
+	}
 	var cands []netip.Addr
 	_, err := ipstore.Walk(p.r, p.start, func(a netip.Addr) (bool, error) {
 		free, known, err := p.free(ctx, a, len(cands) == 0)
@@ -413,7 +415,7 @@ func (p *picker) pick(ctx context.Context) (netip.Addr, error) {
 		if free {
 			cands = append(cands, a)
 		}
-		return len(cands) == pickAmong, nil
+		return len(cands) == among, nil
 	})
 	if len(cands) > 0 {
 		return cands[rand.IntN(len(cands))], nil
@@ -597,10 +599,25 @@ func (s *Store) ReleaseNode(ctx context.Context, node string) ([]ipstore.Reserva
 	return s.releaseWhere(ctx, node, func(ownerValue) bool { return true })
 }
 
-// Ping checks that etcd answers (STATUS).
+// Ping checks that etcd answers (STATUS): one read of one key.
 func (s *Store) Ping(ctx context.Context) error {
 	ctx, cancel := callCtx(ctx)
 	defer cancel()
-	_, err := s.get(ctx, s.ipsPrefix(), clientv3.WithPrefix(), clientv3.WithCountOnly())
+	_, err := s.get(ctx, s.base, clientv3.WithCountOnly())
 	return err
+}
+
+// Warm does ahead of an allocation what does not depend on it: connect,
+// settle (reboot sweep, journal), and one round trip if settling needed
+// none, so the allocation's transaction finds everything ready.
+func (s *Store) Warm(ctx context.Context) error {
+	ctx, cancel := callCtx(ctx)
+	defer cancel()
+	if err := s.settle(ctx); err != nil {
+		return err
+	}
+	if s.reached {
+		return nil
+	}
+	return s.Ping(ctx)
 }

@@ -39,12 +39,7 @@ func (s *Store) journal(o ipstore.Owner, at time.Time) error {
 		return err
 	}
 	b, _ := json.Marshal(entry{Node: s.node, At: at})
-	path := filepath.Join(dir, o.Key())
-	tmp := fmt.Sprintf("%s.%d.tmp", path, os.Getpid())
-	if err := os.WriteFile(tmp, b, 0o600); err != nil {
-		return err
-	}
-	return os.Rename(tmp, path)
+	return fsx.WriteAtomic(filepath.Join(dir, o.Key()), b)
 }
 
 // replay completes the journaled releases. An entry is removed only after
