@@ -112,20 +112,11 @@ func (b *bench) clusterLatency(cl *etcdtest.Cluster, r *clusterRes) error {
 // clusterIPAM: tenantnet-ipam alone on etcd, with few and many
 // reservations, as section 6 does on files.
 func (b *bench) clusterIPAM(cl *etcdtest.Cluster, r *clusterRes) error {
-	ns, err := newNS("cl-ipam", true)
+	ns, cns, dir, closeNS, err := ipamSpace("cl-ipam")
 	if err != nil {
 		return err
 	}
-	defer ns.close()
-	cns, err := newNS("cl-ipam-c", false)
-	if err != nil {
-		return err
-	}
-	defer cns.close()
-	dir, err := tempDir("cl-ipam")
-	if err != nil {
-		return err
-	}
+	defer closeNS()
 	for _, fill := range []int{b.o.IPAMSm, b.o.IPAMFill} {
 		c := &ipamCase{TN: true, Fill: fill, Label: fmt.Sprintf("tenantnet-ipam on etcd, %d reserved", fill), Network: fmt.Sprintf("ipam-etcd-%d", fill), Dir: dir}
 		c.Bin, c.CNIPath = filepath.Join(b.o.Bins.TN, "tenantnet-ipam"), b.o.Bins.TN
@@ -294,13 +285,20 @@ func (b *bench) clusterParallel(cl *etcdtest.Cluster, r *clusterRes) error {
 	for _, res := range residents {
 		addrs[res.Addr] = true
 	}
-	for i, o := range outs {
+	// ok counts an outcome: its time, or its failure.
+	ok := func(o outcome, fails *int, ops *durs) bool {
 		if o.Err != nil {
-			pr.AddFails++
+			*fails++
 			pr.FirstErr = firstNonEmpty(pr.FirstErr, o.Err.Error())
+			return false
+		}
+		*ops = append(*ops, o.Dur)
+		return true
+	}
+	for i, o := range outs {
+		if !ok(o, &pr.AddFails, &pr.AddOps) {
 			continue
 		}
-		pr.AddOps = append(pr.AddOps, o.Dur)
 		all[i].Addr = firstAddr(o.Stdout)
 		if addrs[all[i].Addr] {
 			pr.FirstErr = firstNonEmpty(pr.FirstErr, "duplicate address "+all[i].Addr)
@@ -314,12 +312,7 @@ func (b *bench) clusterParallel(cl *etcdtest.Cluster, r *clusterRes) error {
 	wall, outs = runGated(b.ctx, calls("DEL"))
 	pr.DelWall = wall
 	for _, o := range outs {
-		if o.Err != nil {
-			pr.DelFails++
-			pr.FirstErr = firstNonEmpty(pr.FirstErr, o.Err.Error())
-			continue
-		}
-		pr.DelOps = append(pr.DelOps, o.Dur)
+		ok(o, &pr.DelFails, &pr.DelOps)
 	}
 	for i, h := range hosts {
 		after, err := takeSnapshot(h)

@@ -406,23 +406,32 @@ func (b *bench) rss() error {
 
 const ipamSubnet = "10.90.0.0/16"
 
+// ipamSpace makes where an IPAM plugin runs alone: its namespace, the
+// container namespace CNI_NETNS names (skel refuses an ADD whose CNI_NETNS
+// is the plugin's own namespace) and a data dir. close removes both
+// namespaces.
+func ipamSpace(role string) (ns, cns *netNS, dir string, close func(), err error) {
+	if ns, err = newNS(role, true); err != nil {
+		return nil, nil, "", nil, err
+	}
+	if cns, err = newNS(role+"-c", false); err != nil {
+		ns.close()
+		return nil, nil, "", nil, err
+	}
+	close = func() { cns.close(); ns.close() }
+	if dir, err = tempDir(role); err != nil {
+		close()
+		return nil, nil, "", nil, err
+	}
+	return ns, cns, dir, close, nil
+}
+
 func (b *bench) ipam() error {
-	// The plugins run in one namespace; CNI_NETNS names another (skel refuses
-	// an ADD whose CNI_NETNS is the plugin's own namespace).
-	ns, err := newNS("ipam", true)
+	ns, cns, dir, closeNS, err := ipamSpace("ipam")
 	if err != nil {
 		return err
 	}
-	defer ns.close()
-	cns, err := newNS("ipam-c", false)
-	if err != nil {
-		return err
-	}
-	defer cns.close()
-	dir, err := tempDir("ipam")
-	if err != nil {
-		return err
-	}
+	defer closeNS()
 	boot, err := os.ReadFile("/proc/sys/kernel/random/boot_id")
 	if err != nil {
 		return err

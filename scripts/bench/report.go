@@ -378,7 +378,7 @@ func (b *bench) report() string {
 	m.p("")
 	rows = nil
 	for _, c := range r.IPAM {
-		rows = append(rows, []string{c.Label, ms(c.Stats.Add.pct(50)), ms(c.Stats.Add.pct(95)), ms(c.Stats.Del.pct(50)), ms(c.Stats.Del.pct(95)), failStr(c.Stats.Fails, c.Stats.FirstErr), fmt.Sprintf("%s; %d reserved after the run", c.Check, c.After)})
+		rows = append(rows, c.row())
 	}
 	m.table([]string{"case", "ADD p50", "ADD p95", "DEL p50", "DEL p95", "failures", "check"}, rows)
 	rows = nil
@@ -459,7 +459,7 @@ func (b *bench) report() string {
 		m.p("")
 		rows = nil
 		for _, ic := range c.IPAM {
-			rows = append(rows, []string{ic.Label, ms(ic.Stats.Add.pct(50)), ms(ic.Stats.Add.pct(95)), ms(ic.Stats.Del.pct(50)), ms(ic.Stats.Del.pct(95)), failStr(ic.Stats.Fails, ic.Stats.FirstErr), fmt.Sprintf("%s; %d reserved after the run", ic.Check, ic.After)})
+			rows = append(rows, ic.row())
 		}
 		m.table([]string{"case", "ADD p50", "ADD p95", "DEL p50", "DEL p95", "failures", "check"}, rows)
 		if p := c.Par; p != nil {
@@ -497,6 +497,11 @@ func (b *bench) report() string {
 	m.p("`BENCH_PARALLEL`, `BENCH_IPAM_FILL`, `BENCH_CLUSTER_HOSTS`, `BENCH_CLUSTER_PER`, `BENCH_PHASES`, ... (`go run ./scripts/bench -h`")
 	m.p("lists them).")
 	return m.String()
+}
+
+// row is an IPAM case's line in the report.
+func (c *ipamCase) row() []string {
+	return []string{c.Label, ms(c.Stats.Add.pct(50)), ms(c.Stats.Add.pct(95)), ms(c.Stats.Del.pct(50)), ms(c.Stats.Del.pct(95)), failStr(c.Stats.Fails, c.Stats.FirstErr), fmt.Sprintf("%s; %d reserved after the run", c.Check, c.After)}
 }
 
 func firstLine(s string) string {

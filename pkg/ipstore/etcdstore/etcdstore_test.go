@@ -214,8 +214,12 @@ func TestStaleReleaseNeverFreesAReassignedAddress(t *testing.T) {
 	if _, err := s.Allocate(ctx, x, wide, nil); err != nil {
 		t.Fatal(err)
 	}
+	xNow, err := s.Lookup(ctx, x)
+	if err != nil || len(xNow) != 1 {
+		t.Fatal(xNow, err)
+	}
 	newResp, _ := s.get(ctx, s.ownerKey("n1", x))
-	for _, rev := range []int64{staleRev, newResp.Kvs[0].CreateRevision} {
+	for i, rev := range []int64{staleRev, newResp.Kvs[0].CreateRevision} {
 		// A release with the old revision, or with x's current revision but
 		// naming y's address: either way y's address survives.
 		if _, err := s.releaseKV(ctx, s.ownerKey("n1", x), rev, staleAddrs); err != nil {
@@ -232,7 +236,37 @@ func TestStaleReleaseNeverFreesAReassignedAddress(t *testing.T) {
 		if !found {
 			t.Fatalf("%s no longer reserved for %s: %+v", a[0], y, list)
 		}
+		if i == 0 {
+			// The old revision does not touch x's new record either.
+			if held, _ := s.Lookup(ctx, x); len(held) != 1 || held[0] != xNow[0] {
+				t.Fatalf("a stale release of %s removed its new reservation %v: %v", x, xNow, held)
+			}
+		}
 	}
+}
+
+// Hosts sharing a range start their round-robin at different points (a
+// hash of the node name), so they rarely race for the same address.
+func TestNodesStartApart(t *testing.T) {
+	eps := cluster(t).Endpoints()
+	prefix := newPrefix()
+	c := storetest.Conf(t, `{"type":"tenantnet-ipam","subnet":"10.2.0.0/16"}`)
+	var firsts []netip.Addr
+	for _, node := range []string{"node-a", "node-b", "node-c"} {
+		s := openStore(t, eps, prefix, t.TempDir(), node)
+		a, err := s.Allocate(ctx, storetest.Owner(1), c, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, f := range firsts {
+			d := int(a[0].As4()[2])<<8 | int(a[0].As4()[3]) - (int(f.As4()[2])<<8 | int(f.As4()[3]))
+			if d < 256 && d > -256 {
+				t.Fatalf("first addresses of two nodes are close: %s and %s", f, a[0])
+			}
+		}
+		firsts = append(firsts, a[0])
+	}
+	t.Logf("first addresses: %v", firsts)
 }
 
 // One member of three down: nothing notices. Two down (no quorum): calls
@@ -332,5 +366,25 @@ func TestSearchFindsTheGapPastManyReservations(t *testing.T) {
 	}
 	if _, err := s.Allocate(ctx, storetest.Owner(2), c, nil); !strings.Contains(fmt.Sprint(err), "is full") {
 		t.Fatalf("full range: %v", err)
+	}
+}
+
+// The reboot sweep releases only earlier boots' reservations, also when it
+// runs again in the same boot (a lost data dir, or two first calls at once).
+func TestSweepKeepsThisBoot(t *testing.T) {
+	eps := cluster(t).Endpoints()
+	prefix, dir := newPrefix(), t.TempDir()
+	c := storetest.Conf(t, `{"type":"tenantnet-ipam","subnet":"10.1.1.0/24"}`)
+	s := openStore(t, eps, prefix, dir, "n1")
+	a, err := s.Allocate(ctx, storetest.Owner(1), c, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Remove(filepath.Join(dir, "net", "etcd", "boot")); err != nil {
+		t.Fatal(err)
+	}
+	again := openStore(t, eps, prefix, dir, "n1")
+	if held, err := again.Lookup(ctx, storetest.Owner(1)); err != nil || len(held) != 1 || held[0] != a[0] {
+		t.Fatalf("a second sweep in the same boot released %v: %v %v", a, held, err)
 	}
 }

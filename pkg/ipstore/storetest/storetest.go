@@ -135,10 +135,19 @@ func testAllocate(t *testing.T, impl Impl) {
 	if err != nil || a[0] != held[0] {
 		t.Fatalf("reuse of the only freed address %s: %v %v", held[0], a, err)
 	}
-	// Idempotent: the same owner asking again keeps its address.
-	again, err := s.Allocate(ctx, Owner(9), c, nil)
-	if err != nil || len(again) != 1 || again[0] != a[0] {
-		t.Fatalf("repeated allocate: %v %v", again, err)
+	// Idempotent: the same owner asking again keeps its address, also when
+	// others were given addresses since.
+	wide := Conf(t, `{"type":"tenantnet-ipam","subnet":"10.1.2.0/24"}`)
+	first, err := s.Allocate(ctx, Owner(20), wide, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Allocate(ctx, Owner(21), wide, nil); err != nil {
+		t.Fatal(err)
+	}
+	again, err := s.Allocate(ctx, Owner(20), wide, nil)
+	if err != nil || len(again) != 1 || again[0] != first[0] {
+		t.Fatalf("repeated allocate: %v %v, want %v", again, err, first)
 	}
 }
 
@@ -420,15 +429,27 @@ func MaybeWorker(impl Impl) {
 	os.Exit(0)
 }
 
-func spawn(t *testing.T, env []string, mode, id, node, js string) (*exec.Cmd, *strings.Builder, *strings.Builder) {
-	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(append(os.Environ(), env...), workerEnv+"="+mode, "STORETEST_ID="+id, "STORETEST_NODE="+node, "STORETEST_CONF="+js)
-	var stdout, stderr strings.Builder
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
+// proc is a worker process and what it printed.
+type proc struct {
+	cmd            *exec.Cmd
+	stdout, stderr *strings.Builder
+}
+
+// spawn starts n workers of mode on the nodes in turn.
+func spawn(t *testing.T, env []string, mode, prefix string, n int, nodes []string, js string) []proc {
+	var procs []proc
+	for i := range n {
+		cmd := exec.Command(os.Args[0], "-test.run=^$")
+		cmd.Env = append(append(os.Environ(), env...), workerEnv+"="+mode, fmt.Sprintf("STORETEST_ID=%s%d", prefix, i),
+			"STORETEST_NODE="+nodes[i%len(nodes)], "STORETEST_CONF="+js)
+		p := proc{cmd, &strings.Builder{}, &strings.Builder{}}
+		cmd.Stdout, cmd.Stderr = p.stdout, p.stderr
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		procs = append(procs, p)
 	}
-	return cmd, &stdout, &stderr
+	return procs
 }
 
 // nodes used by the process tests: several where the store is shared, one
@@ -446,15 +467,7 @@ func testProcesses(t *testing.T, impl Impl) {
 	op, env := impl.Fresh(t)
 	js := `{"type":"tenantnet-ipam","subnet":"10.1.0.0/22"}`
 	ns := nodes(impl)
-	type proc struct {
-		cmd            *exec.Cmd
-		stdout, stderr *strings.Builder
-	}
-	var procs []proc
-	for i := range 8 {
-		cmd, o, e := spawn(t, env, "alloc", fmt.Sprintf("w%d", i), ns[i%len(ns)], js)
-		procs = append(procs, proc{cmd, o, e})
-	}
+	procs := spawn(t, env, "alloc", "w", 8, ns, js)
 	seen := map[string]string{}
 	for i, p := range procs {
 		if err := p.cmd.Wait(); err != nil {
@@ -485,15 +498,7 @@ func testKill(t *testing.T, impl Impl) {
 	deadline := time.Now().Add(4 * time.Second)
 	kills, ops := 0, 0
 	for time.Now().Before(deadline) {
-		type proc struct {
-			cmd            *exec.Cmd
-			stdout, stderr *strings.Builder
-		}
-		var procs []proc
-		for i := range 6 {
-			cmd, o, e := spawn(t, env, "churn", fmt.Sprintf("k%d", i), ns[i%len(ns)], js)
-			procs = append(procs, proc{cmd, o, e})
-		}
+		procs := spawn(t, env, "churn", "k", 6, ns, js)
 		time.Sleep(time.Duration(30+rand.IntN(250)) * time.Millisecond)
 		for _, p := range procs {
 			_ = p.cmd.Process.Signal(syscall.SIGKILL)
