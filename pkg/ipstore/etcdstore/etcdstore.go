@@ -29,8 +29,10 @@ import (
 
 	"github.com/containernetworking/cni/pkg/types"
 	"go.etcd.io/etcd/api/v3/mvccpb"
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
+	"google.golang.org/grpc/connectivity"
 
 	"github.com/tenantnet/tenantnet/pkg/cnierr"
 	"github.com/tenantnet/tenantnet/pkg/fsx"
@@ -41,10 +43,12 @@ import (
 // Timeouts. An unreachable cluster must fail an ADD within a few seconds
 // (the runtime retries), and a DEL must not wait long before it journals.
 const (
-	// ConnectTimeout bounds the first round trip of a call: no member
-	// answering within it means etcd is out of reach.
+	// ConnectTimeout bounds the wait for a connection to any member: none
+	// within it means etcd is out of reach.
 	ConnectTimeout = 2 * time.Second
-	// CallTimeout bounds a whole call (retries after conflicts included).
+	// AttemptTimeout bounds one attempt of a round trip.
+	AttemptTimeout = 2 * time.Second
+	// CallTimeout bounds a whole call (retries included).
 	CallTimeout = 5 * time.Second
 )
 
@@ -65,7 +69,8 @@ type Store struct {
 	node      string
 	bootID    string
 	dir       string
-	reached   bool
+	connected bool // to some member
+	reached   bool // a round trip completed
 	settled   bool
 }
 
@@ -132,24 +137,69 @@ func (s *Store) Close() error { return s.cli.Close() }
 
 // ---- round trips -----------------------------------------------------------
 
-// rt runs one round trip. The first of a Store gets ConnectTimeout, so an
-// unreachable cluster is reported as such within seconds.
-func (s *Store) rt(ctx context.Context, f func(context.Context) error) error {
-	c, cancel := ctx, context.CancelFunc(func() {})
-	if !s.reached {
-		c, cancel = context.WithTimeout(ctx, ConnectTimeout)
-	}
-	err := f(c)
-	cancel()
-	if err == nil {
-		s.reached = true
+// connect waits, at most ConnectTimeout, until the client has a connection
+// to some member: none means etcd is out of reach. A member that is down
+// is skipped; a cluster without quorum connects, and its requests wait
+// until CallTimeout (a leader election, seconds, fits in it).
+func (s *Store) connect(ctx context.Context) error {
+	if s.connected {
 		return nil
 	}
-	if !s.reached && c.Err() != nil && ctx.Err() == nil {
-		return cnierr.TryAgain("etcd at %s did not answer within %s: check that its members run and that this host reaches them (ipam.etcd.endpoints)",
-			strings.Join(s.endpoints, ", "), ConnectTimeout)
+	c, cancel := context.WithTimeout(ctx, ConnectTimeout)
+	defer cancel()
+	conn := s.cli.ActiveConnection()
+	conn.Connect()
+	for st := conn.GetState(); st != connectivity.Ready; st = conn.GetState() {
+		if !conn.WaitForStateChange(c, st) {
+			if ctx.Err() != nil {
+				return cnierr.TryAgain("etcd at %s: %v", strings.Join(s.endpoints, ", "), ctx.Err())
+			}
+			return cnierr.TryAgain("etcd at %s did not answer within %s: no member accepted a connection (down, unreachable from this host, or refusing its TLS certificate); check ipam.etcd.endpoints",
+				strings.Join(s.endpoints, ", "), ConnectTimeout)
+		}
 	}
-	return cnierr.TryAgain("etcd at %s: %v", strings.Join(s.endpoints, ", "), err)
+	s.connected = true
+	return nil
+}
+
+// rt runs one round trip, once connected. A member holds a request it
+// forwarded to a leader that died until its own timeout (seconds longer
+// than an election), so each attempt gets AttemptTimeout and is made again
+// while the call has time. Every write here is compare-and-swap, so a
+// repeated write that had been applied after all fails its comparison and
+// is read as what it is.
+func (s *Store) rt(ctx context.Context, f func(context.Context) error) error {
+	if err := s.connect(ctx); err != nil {
+		return err
+	}
+	for {
+		c, cancel := context.WithTimeout(ctx, AttemptTimeout)
+		err := f(c)
+		timedOut := c.Err() != nil
+		cancel()
+		if err == nil {
+			s.reached = true
+			return nil
+		}
+		if ctx.Err() != nil {
+			return cnierr.TryAgain("etcd at %s did not complete a request within %s (%v): a cluster that lost its quorum answers nothing",
+				strings.Join(s.endpoints, ", "), CallTimeout, err)
+		}
+		if !timedOut && !leaderTrouble(err) {
+			return cnierr.TryAgain("etcd at %s: %v", strings.Join(s.endpoints, ", "), err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// leaderTrouble: errors of a cluster between two leaders.
+func leaderTrouble(err error) bool {
+	for _, e := range []error{rpctypes.ErrTimeout, rpctypes.ErrTimeoutDueToLeaderFail, rpctypes.ErrTimeoutDueToConnectionLost, rpctypes.ErrLeaderChanged, rpctypes.ErrNoLeader} {
+		if errors.Is(err, e) {
+			return true
+		}
+	}
+	return false
 }
 
 func (s *Store) txn(ctx context.Context, cmps []clientv3.Cmp, then, els []clientv3.Op) (*clientv3.TxnResponse, error) {

@@ -269,51 +269,88 @@ func TestNodesStartApart(t *testing.T) {
 	t.Logf("first addresses: %v", firsts)
 }
 
-// One member of three down: nothing notices. Two down (no quorum): calls
-// fail in seconds with code 11.
-func TestOneMemberDown(t *testing.T) {
+// One member of three down: nothing notices, also when it is the first
+// endpoint. The leader down: allocations wait out the election and succeed.
+// Two down (no quorum): calls fail within CallTimeout with code 11.
+func TestMembersDown(t *testing.T) {
 	cl := etcdtest.StartT(t, 3)
+	leader := leaderOf(t, cl)
+	follower := (leader + 1) % 3
+	// Every new client tries the follower first.
+	eps := []string{cl.Members[follower].ClientURL}
+	for i, m := range cl.Members {
+		if i != follower {
+			eps = append(eps, m.ClientURL)
+		}
+	}
 	prefix := newPrefix()
 	c := storetest.Conf(t, `{"type":"tenantnet-ipam","subnet":"10.1.0.0/24"}`)
 	dir := t.TempDir()
-	alloc := func(i int) (time.Duration, error) {
+	n := 0
+	alloc := func() (time.Duration, error) {
 		// A new client per call, as a plugin process has.
-		s := openStore(t, cl.Endpoints(), prefix, dir, "n1")
+		s := openStore(t, eps, prefix, dir, "n1")
 		defer s.Close()
 		t0 := time.Now()
-		_, err := s.Allocate(ctx, storetest.Owner(i), c, nil)
+		n++
+		_, err := s.Allocate(ctx, storetest.Owner(n), c, nil)
 		return time.Since(t0), err
 	}
-	for i := range 5 {
-		if _, err := alloc(i); err != nil {
-			t.Fatal(err)
+	burst := func(what string, count int, limit time.Duration) {
+		t.Helper()
+		var worst time.Duration
+		for range count {
+			took, err := alloc()
+			if err != nil {
+				t.Fatalf("%s: %v", what, err)
+			}
+			worst = max(worst, took)
 		}
-	}
-	cl.Members[0].Kill() // the first endpoint every client tries
-	var worst time.Duration
-	for i := 5; i < 25; i++ {
-		took, err := alloc(i)
-		if err != nil {
-			t.Fatalf("allocation %d with one member down: %v", i, err)
+		if worst > limit {
+			t.Fatalf("%s: an allocation took %s", what, worst)
 		}
-		worst = max(worst, took)
+		t.Logf("%s: slowest of %d allocations %s", what, count, worst.Round(time.Millisecond))
 	}
-	if worst > time.Second {
-		t.Fatalf("an allocation took %s with one member down", worst)
+	burst("all members up", 5, time.Second)
+	cl.Members[follower].Kill()
+	burst("a follower (the first endpoint) down", 20, time.Second)
+	if err := cl.Members[follower].Start(); err != nil {
+		t.Fatal(err)
 	}
-	s := openStore(t, cl.Endpoints(), prefix, dir, "n1")
-	if list, err := s.List(ctx); err != nil || len(list) != 25 {
-		t.Fatalf("%d reservations (%v), want 25", len(list), err)
+	if err := cl.Members[follower].WaitHealthy(30 * time.Second); err != nil {
+		t.Fatal(err)
 	}
-	t.Logf("slowest allocation with one member down: %s", worst.Round(time.Millisecond))
+	cl.Members[leader].Kill()
+	burst("the leader down", 10, CallTimeout)
 
-	cl.Members[1].Kill()
+	cl.Members[follower].Kill()
 	t0 := time.Now()
-	_, err := alloc(99)
+	_, err := alloc()
 	if !tryAgain(err) || !strings.Contains(err.Error(), "etcd at ") || time.Since(t0) > CallTimeout+time.Second {
 		t.Fatalf("without quorum, after %s: %v", time.Since(t0), err)
 	}
 	t.Logf("without quorum: failed after %s: %v", time.Since(t0).Round(time.Millisecond), err)
+}
+
+// leaderOf returns the index of the cluster's leader.
+func leaderOf(t *testing.T, cl *etcdtest.Cluster) int {
+	t.Helper()
+	cli, err := clientv3.New(clientv3.Config{Endpoints: cl.Endpoints(), DialTimeout: 5 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cli.Close()
+	for i, m := range cl.Members {
+		st, err := cli.Status(ctx, m.ClientURL)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st.Leader == st.Header.MemberId {
+			return i
+		}
+	}
+	t.Fatal("no leader")
+	return -1
 }
 
 func TestKeysSortAsAddresses(t *testing.T) {
