@@ -83,7 +83,11 @@ func location(stdin []byte) (string, *ipamconf.Store, error) {
 func Open(network string, st *ipamconf.Store) (ipstore.Store, error) {
 	o := options(network, st)
 	if st.Etcd != nil {
-		return etcdstore.Open(o, st.Etcd)
+		s, err := etcdstore.Open(o, st.Etcd)
+		if err != nil {
+			return nil, err // not a nil *Store in a non-nil interface
+		}
+		return s, nil
 	}
 	s, err := filestore.Open(o)
 	if err != nil {
@@ -126,7 +130,8 @@ func Add(call Call) (*current.Result, error) {
 // Allocate is Add on a config already parsed and requests already checked
 // (tenantnet has done both before calling it in-process).
 func Allocate(network string, c *ipamconf.Config, gatewayOnHost bool, reqs []rtargs.IP, containerID, ifName string) (*current.Result, error) {
-	return Prepare(network, c).Allocate(gatewayOnHost, reqs, containerID, ifName)
+	// Nothing to overlap: open the store when it is needed.
+	return (&Pending{network: network, c: c}).Allocate(gatewayOnHost, reqs, containerID, ifName)
 }
 
 // Pending is a network's store opened ahead of the allocation. With etcd,
@@ -162,7 +167,7 @@ func Prepare(network string, c *ipamconf.Config) *Pending {
 	return p
 }
 
-// store waits for the store Prepare opened, or opens the files store.
+// store waits for the store Prepare opened, or opens it now.
 func (p *Pending) store() (ipstore.Store, error) {
 	if p.done == nil {
 		p.s, p.err = Open(p.network, &p.c.Store)

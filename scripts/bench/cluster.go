@@ -148,18 +148,11 @@ func (b *bench) clusterIPAM(cl *etcdtest.Cluster, r *clusterRes) error {
 		if err != nil {
 			return err
 		}
-		o := c.call(ns, cns, "ADD", prefix+"cl-ipam-check").run(b.ctx)
-		if o.Err != nil {
-			return fmt.Errorf("%s: first ADD: %w", c.Label, o.Err)
-		}
-		got := firstAddr(o.Stdout)
-		if p, err := netip.ParsePrefix(got); err != nil || p.Addr() != want {
-			return fmt.Errorf("%s: first ADD got %q, want %s: the prefilled reservations were not honoured", c.Label, got, want)
+		got, err := c.check(b.ctx, ns, cns, want, prefix+"cl-ipam-check")
+		if err != nil {
+			return err
 		}
 		c.Check = fmt.Sprintf("first ADD without a cursor skipped the %d and got %s", fill, got)
-		if o := c.call(ns, cns, "DEL", prefix+"cl-ipam-check").run(b.ctx); o.Err != nil {
-			return fmt.Errorf("%s: DEL: %w", c.Label, o.Err)
-		}
 		r.IPAM = append(r.IPAM, c)
 	}
 	return b.ipamRuns(ns, cns, r.IPAM)

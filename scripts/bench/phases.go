@@ -461,19 +461,11 @@ func (b *bench) ipam() error {
 			logf("prefilled %s in %s", c.Label, secs(time.Since(t0)))
 			// Validation: with no round-robin memory yet, the first ADD must
 			// skip every prefilled address, or the layout was not understood.
-			want := nthAddr(fill)
-			o := c.call(ns, cns, "ADD", prefix+"ipam-check").run(b.ctx)
-			if o.Err != nil {
-				return fmt.Errorf("%s: first ADD: %w", c.Label, o.Err)
-			}
-			got := firstAddr(o.Stdout)
-			if p, err := netip.ParsePrefix(got); err != nil || p.Addr() != want {
-				return fmt.Errorf("%s: first ADD got %q, want %s: the prefilled reservations were not honoured", c.Label, got, want)
+			got, err := c.check(b.ctx, ns, cns, nthAddr(fill), prefix+"ipam-check")
+			if err != nil {
+				return err
 			}
 			c.Check = fmt.Sprintf("first ADD skipped all %d and got %s", fill, got)
-			if o := c.call(ns, cns, "DEL", prefix+"ipam-check").run(b.ctx); o.Err != nil {
-				return fmt.Errorf("%s: DEL: %w", c.Label, o.Err)
-			}
 			cases = append(cases, c)
 		}
 	}
@@ -512,6 +504,22 @@ func (b *bench) ipamRuns(ns, cns *netNS, cases []*ipamCase) error {
 		logf("%-32s ADD p50 %s ms, DEL p50 %s ms, %d reservations after (want %d)", c.Label, ms(c.Stats.Add.pct(50)), ms(c.Stats.Del.pct(50)), c.After, c.Fill)
 	}
 	return nil
+}
+
+// check runs one ADD, which must get want, and its DEL.
+func (c *ipamCase) check(ctx context.Context, ns, cns *netNS, want netip.Addr, id string) (string, error) {
+	o := c.call(ns, cns, "ADD", id).run(ctx)
+	if o.Err != nil {
+		return "", fmt.Errorf("%s: first ADD: %w", c.Label, o.Err)
+	}
+	got := firstAddr(o.Stdout)
+	if p, err := netip.ParsePrefix(got); err != nil || p.Addr() != want {
+		return "", fmt.Errorf("%s: first ADD got %q, want %s: the prefilled reservations were not honoured", c.Label, got, want)
+	}
+	if o := c.call(ns, cns, "DEL", id).run(ctx); o.Err != nil {
+		return "", fmt.Errorf("%s: DEL: %w", c.Label, o.Err)
+	}
+	return got, nil
 }
 
 func (c *ipamCase) call(ns, cns *netNS, cmd, id string) call {

@@ -376,11 +376,7 @@ func (b *bench) report() string {
 	m.p("cases), in a bench namespace. Reservations were prefilled by writing each plugin's documented on-disk layout;")
 	m.p("the first ADD of each case, with no round-robin memory yet, must skip all of them (checked).")
 	m.p("")
-	rows = nil
-	for _, c := range r.IPAM {
-		rows = append(rows, c.row())
-	}
-	m.table([]string{"case", "ADD p50", "ADD p95", "DEL p50", "DEL p95", "failures", "check"}, rows)
+	m.ipamTable(r.IPAM)
 	rows = nil
 	for _, tn := range []bool{true, false} {
 		var s, bg *ipamCase
@@ -457,11 +453,7 @@ func (b *bench) report() string {
 		m.p("as containers of the measured node; the check ADD ran without its round-robin memory, from the node's own")
 		m.p("starting point, through the reserved keys):")
 		m.p("")
-		rows = nil
-		for _, ic := range c.IPAM {
-			rows = append(rows, ic.row())
-		}
-		m.table([]string{"case", "ADD p50", "ADD p95", "DEL p50", "DEL p95", "failures", "check"}, rows)
+		m.ipamTable(c.IPAM)
 		if p := c.Par; p != nil {
 			m.p("%d simulated hosts (host namespaces with their own node name, state and data dirs, one network config),", c.Hosts)
 			m.p("one resident container each, then %d ADDs on every host at once (%d processes behind one gate), then as many", c.Per, p.P)
@@ -499,9 +491,12 @@ func (b *bench) report() string {
 	return m.String()
 }
 
-// row is an IPAM case's line in the report.
-func (c *ipamCase) row() []string {
-	return []string{c.Label, ms(c.Stats.Add.pct(50)), ms(c.Stats.Add.pct(95)), ms(c.Stats.Del.pct(50)), ms(c.Stats.Del.pct(95)), failStr(c.Stats.Fails, c.Stats.FirstErr), fmt.Sprintf("%s; %d reserved after the run", c.Check, c.After)}
+func (m *md) ipamTable(cases []*ipamCase) {
+	var rows [][]string
+	for _, c := range cases {
+		rows = append(rows, []string{c.Label, ms(c.Stats.Add.pct(50)), ms(c.Stats.Add.pct(95)), ms(c.Stats.Del.pct(50)), ms(c.Stats.Del.pct(95)), failStr(c.Stats.Fails, c.Stats.FirstErr), fmt.Sprintf("%s; %d reserved after the run", c.Check, c.After)})
+	}
+	m.table([]string{"case", "ADD p50", "ADD p95", "DEL p50", "DEL p95", "failures", "check"}, rows)
 }
 
 func firstLine(s string) string {

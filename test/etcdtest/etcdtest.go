@@ -14,6 +14,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"syscall"
 	"testing"
@@ -192,14 +193,27 @@ func (m *Member) Start() error {
 	cmd := exec.Command(m.bin, m.args...)
 	cmd.Dir = m.dir
 	cmd.Stdout, cmd.Stderr = log, log
-	// A test binary killed hard must not leave etcd running.
+	// A test binary killed hard must not leave etcd running. The death
+	// signal follows the thread that forked, not the process: tests and the
+	// bench throw away threads they moved into other network namespaces, so
+	// etcd is started from a thread that lives exactly as long as it does.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
+	exited, started := make(chan struct{}), make(chan error)
+	go func() {
+		runtime.LockOSThread()
+		defer runtime.UnlockOSThread()
+		err := cmd.Start()
+		started <- err
+		if err == nil {
+			_ = cmd.Wait()
+			close(exited)
+		}
+	}()
+	if err := <-started; err != nil {
 		log.Close()
 		return fmt.Errorf("start etcd member %s: %w", m.Name, err)
 	}
-	m.cmd, m.log, m.exited = cmd, log, make(chan struct{})
-	go func(done chan struct{}) { _ = cmd.Wait(); close(done) }(m.exited)
+	m.cmd, m.log, m.exited = cmd, log, exited
 	return nil
 }
 

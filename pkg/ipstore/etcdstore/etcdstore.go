@@ -1,11 +1,11 @@
 // Package etcdstore keeps one network's reservations in etcd, shared by
 // every host of a cluster (ipstore.Store). Every write is a compare-and-swap
 // transaction: no lock is ever held across hosts, and no operation on the
-// hot path reads every reservation. A typical allocation is two round trips
-// (one read of the owner and of the next few reserved keys after this
-// node's cursor, one transaction that creates the address keys only if
-// absent), a release two (read the owner record, delete conditionally),
-// whatever the number of reservations.
+// hot path reads every reservation. A typical allocation is one round trip
+// (a transaction that creates the next address after this node's cursor
+// and the owner record only if both are absent, and reads what a second
+// try needs if not), a release two (read the owner record, delete
+// conditionally), whatever the number of reservations.
 //
 // What stays on the host, under <dataDir>/<network>/etcd/: the round-robin
 // cursor, the boot id whose sweep is done, and the journal of releases that
