@@ -191,10 +191,21 @@ func (p *Pending) Close() {
 	}
 }
 
+// release closes the store after an allocation. An etcd client says
+// goodbye to each member (CPU the ADD need not wait for; a plugin process
+// exits moments later, and a longer-lived caller sees it finish).
+func (p *Pending) release() {
+	if s := p.s; s != nil && p.c.Etcd != nil {
+		p.s = nil
+		go s.Close()
+	}
+	p.Close()
+}
+
 // Allocate reserves the attachment's addresses and returns them as a result
 // in the current CNI version.
 func (p *Pending) Allocate(gatewayOnHost bool, reqs []rtargs.IP, containerID, ifName string) (*current.Result, error) {
-	defer p.Close()
+	defer p.release()
 	network, c := p.network, p.c
 	var want []netip.Addr
 	for _, r := range reqs {
