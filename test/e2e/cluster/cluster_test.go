@@ -34,6 +34,10 @@ func clusterConf(h *harness.Host, node string, cl *etcdtest.Cluster) []byte {
 	return h.Conf(fmt.Sprintf(`{"name":"blue","bridge":"tnt-blue","ipam":{"subnet":"10.1.1.0/24","nodeName":%q,"etcd":{"endpoints":%s}}}`, node, eps))
 }
 
+// slow is what "in seconds" allows a whole plugin call with etcd out of
+// reach (2 s of it waiting for a connection).
+const slow = 8 * time.Second
+
 func etcdReservations(t *testing.T, conf []byte) map[string]string {
 	t.Helper()
 	res, err := ipalloc.List(context.Background(), conf)
@@ -124,7 +128,10 @@ func TestEtcdOutOfReach(t *testing.T) {
 		if !ok || e.Code != types.ErrTryAgainLater || !strings.Contains(e.Msg, "etcd at "+cl.Sockets()[0]) {
 			t.Fatalf("ADD with etcd down: %v", err)
 		}
-		if took > 5*time.Second {
+		// The IPAM part is bounded tightly by the etcdstore tests; here the
+		// whole plugin (a tenant set up and taken down, iptables-restore
+		// included, on a loaded machine) must still fail in seconds.
+		if took > slow {
 			t.Fatalf("ADD took %s to fail", took)
 		}
 		if after := h.Snapshot(t); after != before {
@@ -159,7 +166,7 @@ func TestEtcdOutOfReach(t *testing.T) {
 
 	t0 := time.Now()
 	h.Del(conf, c1)
-	if took := time.Since(t0); took > 5*time.Second {
+	if took := time.Since(t0); took > slow {
 		t.Fatalf("DEL with etcd down took %s", took)
 	}
 	if after := h.Snapshot(t); after != empty {
