@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io/fs"
 	"os"
+	"path/filepath"
 )
 
 // Names lists a directory's entries; a directory that does not exist is empty.
@@ -26,4 +27,25 @@ func Remove(path string) error {
 		return err
 	}
 	return nil
+}
+
+// WriteAtomic replaces path with data in one rename: readers see the old or
+// the new content, never part of it. Each writer has its own temporary file,
+// so writers in one process or many may race (the last rename wins).
+func WriteAtomic(path string, data []byte) error {
+	f, err := os.CreateTemp(filepath.Dir(path), filepath.Base(path)+".*.tmp")
+	if err != nil {
+		return err
+	}
+	_, err = f.Write(data)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(f.Name(), path)
+	}
+	if err != nil {
+		os.Remove(f.Name())
+	}
+	return err
 }

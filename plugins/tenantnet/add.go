@@ -35,6 +35,8 @@ func cmdAdd(args *skel.CmdArgs) (err error) {
 	if err != nil {
 		return err
 	}
+	pending := ipamPrepare(c)
+	defer pending.Close()
 	cont, err := ns.GetNS(args.Netns)
 	if err != nil {
 		return types.NewError(types.ErrInvalidNetNS, fmt.Sprintf("CNI_NETNS %q: %v", args.Netns, err), "")
@@ -83,7 +85,7 @@ func cmdAdd(args *skel.CmdArgs) (err error) {
 	rollback.push(func() error { return veth.Delete(hs.nl, hostName) })
 
 	// Addresses.
-	r, err := ipamAdd(c, args)
+	r, err := ipamAdd(c, args, pending)
 	if err != nil {
 		return err
 	}
