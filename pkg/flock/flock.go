@@ -21,6 +21,23 @@ func Exclusive(path string) (*Lock, error) { return take(path, unix.LOCK_EX) }
 // Shared blocks until it holds a shared lock on path (created if missing).
 func Shared(path string) (*Lock, error) { return take(path, unix.LOCK_SH) }
 
+// TryExclusive takes an exclusive lock on path (created if missing) without
+// waiting: nil when another process holds it.
+func TryExclusive(path string) (*Lock, error) {
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|unix.O_CLOEXEC, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("open lock %s: %w", path, err)
+	}
+	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
+		f.Close()
+		if err == unix.EWOULDBLOCK {
+			return nil, nil
+		}
+		return nil, fmt.Errorf("lock %s: %w", path, err)
+	}
+	return &Lock{f: f}, nil
+}
+
 func take(path string, how int) (*Lock, error) {
 	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|unix.O_CLOEXEC, 0o600)
 	if err != nil {
