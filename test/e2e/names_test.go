@@ -4,12 +4,15 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
+	current "github.com/containernetworking/cni/pkg/types/100"
 	"github.com/miekg/dns"
 
 	"github.com/tenantnet/tenantnet/pkg/resolverd"
@@ -240,4 +243,102 @@ func TestNamesInsideATenant(t *testing.T) {
 	if strings.Contains(h.Sh(t, "ss", "-Hlnu"), ":53 ") {
 		t.Fatal("port 53 still open after the resolver left")
 	}
+}
+
+// With isolation "none" the host routes between the tenants and to each
+// other's gateways, so only the resolver's own check keeps blue's names
+// from red: its sockets are bound to blue's bridge, and the kernel refuses
+// red's connection as if nothing listened.
+func TestNamesWithoutIsolation(t *testing.T) {
+	t.Parallel()
+	h, _, _ := namesNode(t)
+	blue := tenantConf(h, "blue", "tnt-blue", "10.1.1.0/24", `,"isolation":"none","names":{}`)
+	red := tenantConf(h, "red", "tnt-red", "10.1.2.0/24", `,"isolation":"none","names":{}`)
+	b, r := harness.NewContainer(t, "b1"), harness.NewContainer(t, "r1")
+	bip := harness.IP(t, mustAdd(t, h, blue, b, "K8S_POD_NAME=web"))
+	mustAdd(t, h, red, r, "K8S_POD_NAME=cli")
+
+	// Positive controls: red reaches blue's gateway, blue's resolver answers blue.
+	r.MustReach(t, "10.1.1.1")
+	mustResolve(t, b, "10.1.1.1", "web", dns.TypeA, bip)
+	for _, tcp := range []bool{false, true} {
+		if m, err := r.Query("10.1.1.1", "web.blue.internal", dns.TypeA, tcp); err == nil {
+			t.Fatalf("red got an answer from blue's resolver (tcp %v): %v", tcp, m)
+		}
+	}
+	// The refusal is the kernel's: nothing listens on blue's gateway for a
+	// connection arriving on red's bridge.
+	if _, err := r.Dial("10.1.1.1:53", time.Second); err == nil || !strings.Contains(err.Error(), "refused") {
+		t.Fatalf("red's TCP connection to blue's resolver: %v, want refused", err)
+	}
+}
+
+func mustAdd(t *testing.T, h *harness.Host, conf []byte, c *harness.Container, cniArgs string) *current.Result {
+	t.Helper()
+	res, err := h.TryAdd(conf, c, cniArgs)
+	if err != nil {
+		t.Fatalf("ADD %s: %v", c.ID, err)
+	}
+	return res
+}
+
+// The resolver outlives the runtime that started it: the plugin runs in a
+// process group and a cgroup of a "runtime" that is then killed whole, as
+// systemd stops a scope (podman #13269 killed dnsname's dnsmasq this way).
+func TestNamesResolverOutlivesItsCaller(t *testing.T) {
+	t.Parallel()
+	h, _, _ := namesNode(t)
+	cgPath, err := resolverd.CgroupPath(h.StateDir)
+	if err != nil {
+		t.Fatalf("this test needs a cgroup v2 hierarchy: %v", err)
+	}
+	caller := filepath.Join(filepath.Dir(cgPath), fmt.Sprintf("tnt-%d-caller", os.Getpid()))
+	if err := os.Mkdir(caller, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = syscall.Rmdir(caller) })
+	blue := tenantConf(h, "blue", "tnt-blue", "10.1.1.0/24", `,"names":{}`)
+	c := harness.NewContainer(t, "web")
+
+	// The "runtime": joins the cgroup, runs the plugin, stays.
+	cmd := h.Command(harness.Call{Command: "ADD", Conf: blue, Container: c, Args: "K8S_POD_NAME=web"})
+	cmd.Args = append([]string{"sh", "-c", `echo $$ > "$0/cgroup.procs" && "$@" && exec sleep 60`, caller}, cmd.Args...)
+	cmd.Path, _ = exec.LookPath("sh")
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.Do(t, cmd.Start)
+	defer func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }()
+	var res current.Result
+	if err := json.NewDecoder(out).Decode(&res); err != nil || len(res.IPs) == 0 {
+		t.Fatalf("ADD under the runtime: %+v, %v", res, err)
+	}
+	pid := resolverPID(t, h)
+	if b, _ := os.ReadFile(filepath.Join(caller, "cgroup.procs")); !strings.Contains(string(b), fmt.Sprint(cmd.Process.Pid)) {
+		t.Fatalf("the runtime is not in its cgroup (%s): the test would prove nothing", b)
+	}
+
+	// Kill the runtime's process group, then everything in its cgroup.
+	if err := syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(caller, "cgroup.kill"), []byte("1"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_ = cmd.Wait()
+	for deadline := time.Now().Add(2 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		if b, _ := os.ReadFile(filepath.Join(caller, "cgroup.procs")); len(b) == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("processes left in the killed cgroup")
+		}
+	}
+	time.Sleep(100 * time.Millisecond) // let a kill that hit the resolver take effect
+	if got := resolverPID(t, h); got != pid {
+		t.Fatalf("resolver %d was replaced by %d", pid, got)
+	}
+	mustResolve(t, c, "10.1.1.1", "web", dns.TypeA, harness.IP(t, &res))
 }

@@ -74,6 +74,8 @@ type Host struct {
 	DataDir  string
 	// Wrap runs before the plugin, which it must exec (see ResolvConf).
 	Wrap []string
+	// Stderr is what the last Exec printed there (runtimes log it).
+	Stderr string
 }
 
 // NewHost makes a host namespace. Processes still in it at the end (a name
@@ -144,10 +146,9 @@ type Call struct {
 	Plugin    string     // binary, default tenantnet
 }
 
-// Exec runs the plugin in the host namespace as a runtime would and returns
-// its stdout, or the CNI error it printed.
-func (h *Host) Exec(c Call) ([]byte, error) {
-	h.T.Helper()
+// Command is the plugin invocation c as a runtime makes it (environment,
+// stdin), not started; Exec runs it in the host namespace.
+func (h *Host) Command(c Call) *exec.Cmd {
 	plugin := c.Plugin
 	if plugin == "" {
 		plugin = "tenantnet"
@@ -169,9 +170,22 @@ func (h *Host) Exec(c Call) ([]byte, error) {
 		"CNI_IFNAME=" + ifname, "CNI_PATH=" + h.BinDir, "CNI_ARGS=" + c.Args, "PATH=" + os.Getenv("PATH"),
 	}
 	cmd.Stdin = bytes.NewReader(c.Conf)
+	return cmd
+}
+
+// Exec runs the plugin in the host namespace as a runtime would and returns
+// its stdout, or the CNI error it printed.
+func (h *Host) Exec(c Call) ([]byte, error) {
+	h.T.Helper()
+	plugin := c.Plugin
+	if plugin == "" {
+		plugin = "tenantnet"
+	}
+	cmd := h.Command(c)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	runErr := h.Run(cmd.Run)
+	h.Stderr = stderr.String()
 	if runErr != nil {
 		var e types.Error
 		if json.Unmarshal(stdout.Bytes(), &e) == nil && (e.Code != 0 || e.Msg != "") {
