@@ -15,6 +15,7 @@ import (
 	current "github.com/containernetworking/cni/pkg/types/100"
 	"github.com/miekg/dns"
 
+	"github.com/tenantnet/tenantnet/pkg/names"
 	"github.com/tenantnet/tenantnet/pkg/resolverd"
 	"github.com/tenantnet/tenantnet/test/harness"
 )
@@ -341,4 +342,234 @@ func TestNamesResolverOutlivesItsCaller(t *testing.T) {
 		t.Fatalf("resolver %d was replaced by %d", pid, got)
 	}
 	mustResolve(t, c, "10.1.1.1", "web", dns.TypeA, harness.IP(t, &res))
+}
+
+// IPv6: the gateway is still tentative (DAD has not run on a bridge
+// without carrier) when the resolver binds it (aardvark-dns #725); AAAA and
+// PTR over IPv6. Port 53 is taken on the gateway addresses only, so the
+// host's own stub resolver on 127.0.0.53 keeps its port and stays the
+// upstream (aardvark-dns #13).
+func TestNamesDualStackAndTheHostsPort53(t *testing.T) {
+	t.Parallel()
+	h, _ := node(t)
+	stub := h.ServeUpstream(t, "127.0.0.53", map[string]string{"www.example.test.": "203.0.113.53"})
+	h.ResolvConf("nameserver 127.0.0.53\n")
+	blue := h.Conf(`{"name":"blue","bridge":"tnt-blue","names":{"domain":"Blue.Example."},"ipam":{"ranges":[{"subnet":"10.1.1.0/24"},{"subnet":"fd00:1::/64"}]}}`)
+	b1, b2 := harness.NewContainer(t, "b1"), harness.NewContainer(t, "b2")
+	r1 := mustAdd(t, h, blue, b1, "K8S_POD_NAME=one")
+	tentative := func() bool {
+		return strings.Contains(h.Sh(t, "ip", "-6", "addr", "show", "dev", "tnt-blue", "tentative"), "fd00:1::1")
+	}
+	var health *names.Health
+	h.Do(t, func() error { health = resolverd.Check(h.StateDir).Health; return nil })
+	if !tentative() {
+		t.Fatal("the IPv6 gateway is no longer tentative: the test would not show binding a tentative address")
+	}
+	if len(health.Tenants) != 1 || !slices.Contains(health.Tenants[0].Listening, "[fd00:1::1]:53/udp") || len(health.Tenants[0].Errors) > 0 {
+		t.Fatalf("resolver with a tentative gateway: %+v", health.Tenants)
+	}
+	// The kernel drops what is sent to a tentative address: wait for DAD.
+	for deadline := time.Now().Add(5 * time.Second); tentative(); time.Sleep(50 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the IPv6 gateway stays tentative")
+		}
+	}
+	r2 := mustAdd(t, h, blue, b2, "K8S_POD_NAME=two")
+	v4, v6 := r1.IPs[0].Address.IP.String(), r1.IPs[1].Address.IP.String()
+	if d := r2.DNS; !slices.Equal(d.Nameservers, []string{"10.1.1.1", "fd00:1::1"}) || !slices.Equal(d.Search, []string{"blue.example"}) {
+		t.Fatalf("result dns %+v", d)
+	}
+	for _, server := range []string{"10.1.1.1", "fd00:1::1"} {
+		mustResolve(t, b2, server, "one.blue.example", dns.TypeA, v4)
+		mustResolve(t, b2, server, "one", dns.TypeAAAA, v6)
+		mustResolve(t, b2, server, reverse(t, v6), dns.TypePTR, "one.blue.example.")
+		mustResolve(t, b2, server, "www.example.test", dns.TypeA, "203.0.113.53")
+	}
+	if stub.Queries.Load() == 0 {
+		t.Fatal("the host's stub was not asked")
+	}
+	// Port 53: the gateways (bound to the bridge: "addr%bridge"), the stub,
+	// nothing else.
+	want := []string{"10.1.1.1%tnt-blue:53", "[fd00:1::1]%tnt-blue:53", "127.0.0.53:53"}
+	for _, proto := range []string{"-Hlnu", "-Hlnt"} {
+		var seen []string
+		for _, l := range strings.Split(strings.TrimSpace(h.Sh(t, "ss", proto, "sport", "=", ":53")), "\n") {
+			if f := strings.Fields(l); len(f) >= 4 {
+				seen = append(seen, f[3])
+			}
+		}
+		slices.Sort(seen)
+		if w := slices.Sorted(slices.Values(want)); !slices.Equal(seen, w) {
+			t.Fatalf("port 53 (ss %s) is open on %v, want %v", proto, seen, w)
+		}
+	}
+}
+
+func gcConf(t *testing.T, conf []byte, valid ...*harness.Container) []byte {
+	t.Helper()
+	var m map[string]any
+	_ = json.Unmarshal(conf, &m)
+	list := []map[string]string{}
+	for _, c := range valid {
+		list = append(list, map[string]string{"containerID": c.ID, "ifname": c.IfName})
+	}
+	m["cni.dev/valid-attachments"] = list
+	b, _ := json.Marshal(m)
+	return b
+}
+
+// GC forgets what the runtime forgot; STATUS says when names are not
+// served; CHECK brings a dead resolver back and names a missing record.
+func TestNamesGCStatusCheck(t *testing.T) {
+	t.Parallel()
+	h, _, _ := namesNode(t)
+	blue := tenantConf(h, "blue", "tnt-blue", "10.1.1.0/24", `,"cniVersion":"1.1.0","names":{}`)
+	a, b := harness.NewContainer(t, "a"), harness.NewContainer(t, "b")
+	ra := mustAdd(t, h, blue, a, "K8S_POD_NAME=alpha")
+	rb := mustAdd(t, h, blue, b, "K8S_POD_NAME=beta")
+	mustResolve(t, a, "10.1.1.1", "beta", dns.TypeA, harness.IP(t, rb))
+
+	if _, err := h.Exec(harness.Call{Command: "GC", Conf: gcConf(t, blue, a)}); err != nil {
+		t.Fatalf("GC: %v", err)
+	}
+	mustNotExist(t, a, "10.1.1.1", "beta.blue.internal")
+	mustResolve(t, a, "10.1.1.1", "alpha", dns.TypeA, harness.IP(t, ra))
+
+	status := func() error {
+		_, err := h.Exec(harness.Call{Command: "STATUS", Conf: blue})
+		return err
+	}
+	if err := status(); err != nil {
+		t.Fatalf("STATUS with the resolver running: %v", err)
+	}
+	h.Sh(t, "kill", "-KILL", fmt.Sprint(resolverPID(t, h)))
+	for deadline := time.Now().Add(2 * time.Second); len(h.Resolvers()) > 0; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the resolver did not die")
+		}
+	}
+	if e := harness.CNIError(t, status()); e.Code != 51 || !strings.Contains(e.Msg, "not running") {
+		t.Fatalf("STATUS with the resolver dead: %v", e)
+	}
+	if err := h.Check(blue, a, ra); err != nil {
+		t.Fatalf("CHECK with the resolver dead (it should bring it back): %v", err)
+	}
+	mustResolve(t, a, "10.1.1.1", "alpha", dns.TypeA, harness.IP(t, ra))
+	if err := status(); err != nil {
+		t.Fatalf("STATUS after CHECK: %v", err)
+	}
+	if err := os.Remove(filepath.Join(h.StateDir, "names", "records", "tnt-blue", a.ID+"@eth0.json")); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.Check(blue, a, ra); err == nil || !strings.Contains(err.Error(), "no name record") {
+		t.Fatalf("CHECK with the record removed: %v", err)
+	}
+	// GC with nothing valid tears the tenant down, and the resolver leaves.
+	if _, err := h.Exec(harness.Call{Command: "GC", Conf: gcConf(t, blue)}); err != nil {
+		t.Fatalf("GC: %v", err)
+	}
+	if rs := h.Resolvers(); len(rs) != 0 {
+		t.Fatalf("resolver still running after GC removed the last tenant: %v", rs)
+	}
+}
+
+// Names that cannot be served are refused with the field and the fix,
+// before anything on the host changes; a K8S_POD_NAME that is not a DNS
+// label (podman allows "my_app") is skipped with a warning, not refused.
+func TestNamesBadInput(t *testing.T) {
+	t.Parallel()
+	h, _, _ := namesNode(t)
+	base := `"name":"blue","bridge":"tnt-blue","ipam":{"subnet":"10.1.1.0/24"}`
+	cases := []struct {
+		name, conf, rc, args, cniArgs string
+		says                          []string
+	}{
+		{"names without gateway", `{` + base + `,"gateway":false,"names":{}}`, "", "", "", []string{"names", "gateway: true"}},
+		{"bad domain", `{` + base + `,"names":{"domain":"blue..internal"}}`, "", "", "", []string{"names.domain", "blue..internal", "empty label"}},
+		{"domain under arpa", `{` + base + `,"names":{"domain":"10.in-addr.arpa"}}`, "", "", "", []string{"names.domain", ".arpa"}},
+		{"network name no domain", `{"name":"blue_net","bridge":"tnt-blue","names":{},"ipam":{"subnet":"10.1.1.0/24"}}`, "", "", "", []string{"names.domain", "blue_net.internal", "give one"}},
+		{"unknown names field", `{` + base + `,"names":{"domian":"x.internal"}}`, "", "", "", []string{"names.domian", `did you mean "domain"`}},
+		{"names not an object", `{` + base + `,"names":true}`, "", "", "", []string{"names"}},
+		{"bad alias", `{` + base + `,"names":{}}`, `{"aliases":{"blue":["ok","not ok"]}}`, "", "", []string{`runtimeConfig.aliases["blue"][1]`, "not ok"}},
+		{"bad alias list", `{` + base + `,"names":{}}`, `{"aliases":["-web"]}`, "", "", []string{"runtimeConfig.aliases[0]", "hyphen"}},
+		{"aliases neither", `{` + base + `,"names":{}}`, `{"aliases":"web"}`, "", "", []string{"runtimeConfig.aliases", "neither"}},
+		{"bad args name", `{` + base + `,"names":{}}`, "", `{"cni":{"names":["web.db"]}}`, "", []string{"args.cni.names[0]", "web.db"}},
+	}
+	before := h.Snapshot(t)
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			c := harness.NewContainer(t, "bad")
+			conf := h.Conf(tc.conf)
+			if tc.rc != "" || tc.args != "" {
+				conf = withRuntime(t, conf, tc.rc, tc.args)
+			}
+			_, err := h.Exec(harness.Call{Command: "ADD", Conf: conf, Container: c, Args: tc.cniArgs})
+			e := harness.CNIError(t, err)
+			if e.Code != 7 {
+				t.Fatalf("code %d, want 7: %s", e.Code, e.Msg)
+			}
+			harness.MustContain(t, e.Msg, tc.says...)
+			if after := h.Snapshot(t); after != before {
+				t.Fatalf("bad input changed the host:\n%s", harness.Diff(before, after))
+			}
+			if ts, _ := os.ReadDir(filepath.Join(h.StateDir, "names", "tenants")); hasJSON(ts) {
+				t.Fatalf("bad input left name records: %v", ts)
+			}
+		})
+	}
+	// Off by default: the same aliases on a network without names are ignored.
+	plain := withRuntime(t, h.Conf(`{`+base+`}`), `{"aliases":["not ok"]}`, "")
+	c := harness.NewContainer(t, "plain")
+	if res := mustAdd(t, h, plain, c, "K8S_POD_NAME=my_app"); res.DNS.Nameservers != nil {
+		t.Fatalf("dns in the result of a network without names: %+v", res.DNS)
+	}
+	if len(h.Resolvers()) != 0 {
+		t.Fatal("a resolver runs for a network without names")
+	}
+	h.Del(h.Conf(`{`+base+`}`), c)
+
+	named := withRuntime(t, h.Conf(`{`+base+`,"names":{}}`), `{"aliases":{"blue":["app"]}}`, "")
+	c2, c3 := harness.NewContainer(t, "c2"), harness.NewContainer(t, "c3")
+	res := mustAdd(t, h, named, c2, "K8S_POD_NAME=my_app")
+	if !strings.Contains(h.Stderr, `K8S_POD_NAME "my_app" is not a DNS name`) {
+		t.Fatalf("no warning about the pod name; stderr: %q", h.Stderr)
+	}
+	mustAdd(t, h, h.Conf(`{`+base+`,"names":{}}`), c3, "")
+	mustResolve(t, c3, "10.1.1.1", "app", dns.TypeA, harness.IP(t, res))
+}
+
+// The resolver missing or broken never fails ADD: the names are recorded,
+// the result carries them, and stderr (the runtime's log) says what is
+// wrong. The next ADD, with the resolver installed, serves them all.
+func TestNamesAddNeverFailsForTheResolver(t *testing.T) {
+	t.Parallel()
+	h, _, _ := namesNode(t)
+	full := h.BinDir
+	h.BinDir = t.TempDir()
+	for _, b := range []string{"tenantnet", "tenantnet-ipam"} {
+		if err := os.Symlink(filepath.Join(full, b), filepath.Join(h.BinDir, b)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// os.Executable resolves the symlink: hide the real directory's
+	// resolver by copying the plugin instead.
+	if err := os.Remove(filepath.Join(h.BinDir, "tenantnet")); err != nil {
+		t.Fatal(err)
+	}
+	h.Sh(t, "cp", filepath.Join(full, "tenantnet"), filepath.Join(h.BinDir, "tenantnet"))
+	blue := tenantConf(h, "blue", "tnt-blue", "10.1.1.0/24", `,"names":{}`)
+	a, b := harness.NewContainer(t, "a"), harness.NewContainer(t, "b")
+	ra := mustAdd(t, h, blue, a, "K8S_POD_NAME=alpha")
+	if !strings.Contains(h.Stderr, "tenantnet-dns not found") || !strings.Contains(h.Stderr, "warning") {
+		t.Fatalf("ADD did not say why names are not served; stderr: %q", h.Stderr)
+	}
+	if !slices.Equal(ra.DNS.Nameservers, []string{"10.1.1.1"}) {
+		t.Fatalf("result dns %+v", ra.DNS)
+	}
+	if len(h.Resolvers()) != 0 {
+		t.Fatal("a resolver runs")
+	}
+	h.BinDir = full
+	mustAdd(t, h, blue, b, "K8S_POD_NAME=beta")
+	mustResolve(t, b, "10.1.1.1", "alpha", dns.TypeA, harness.IP(t, ra))
 }
