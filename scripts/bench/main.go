@@ -39,7 +39,7 @@ type options struct {
 	Repo             string
 }
 
-var allPhases = []string{"latency", "procs", "rss", "ipam", "parallel", "scale", "ruleset"}
+var allPhases = []string{"latency", "procs", "rss", "ipam", "parallel", "scale", "ruleset", "names"}
 
 func main() {
 	if os.Getenv(launcherEnv) == "1" {

@@ -108,6 +108,7 @@ type results struct {
 	Phases             []phaseTime
 	Start              []startRes
 	BrNF               string
+	Names              *namesRes
 }
 
 func newResults() *results {
@@ -152,6 +153,8 @@ func (b *bench) run() error {
 			f = b.scale
 		case "ruleset":
 			f = b.ruleset
+		case "names":
+			f = b.names
 		}
 		if err := b.phase(p, f); err != nil {
 			errs = append(errs, fmt.Errorf("%s: %w", p, err))

@@ -130,7 +130,7 @@ func (b *bench) targets() []target {
 	} else {
 		ts = append(ts, le("6. tenantnet-ipam p50, big / small", math.NaN(), 1.5, ""))
 	}
-	return ts
+	return append(ts, b.namesTargets()...)
 }
 
 type md struct{ strings.Builder }
@@ -396,6 +396,8 @@ func (b *bench) report() string {
 	if len(rows) > 0 {
 		m.table([]string{"ratio", "ADD", "DEL"}, rows)
 	}
+
+	b.namesSection(&m)
 
 	m.p("## Phases")
 	m.p("")
