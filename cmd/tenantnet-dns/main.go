@@ -94,7 +94,7 @@ func run(stateDir string, persistent bool, files []string) error {
 	defer w.Close()
 	health := func() names.Health {
 		s, from, bad := up.Servers()
-		return names.Health{PID: os.Getpid(), Started: started, Updated: time.Now(),
+		return names.Health{PID: os.Getpid(), Persistent: persistent, Started: started, Updated: time.Now(),
 			Upstreams: s, UpstreamsFrom: from, UpstreamProblems: bad, Tenants: srv.Health()}
 	}
 	if err := claim.Serve(w.Sync, health); err != nil {

@@ -252,10 +252,12 @@ type View interface {
 // Health is what the running resolver reports about itself (written to the
 // state dir, read by STATUS and `tenantctl doctor`).
 type Health struct {
-	PID       int       `json:"pid"`
-	Started   time.Time `json:"started"`
-	Updated   time.Time `json:"updated"`
-	Upstreams []string  `json:"upstreams"`
+	PID int `json:"pid"`
+	// Persistent: run as a service, it stays when no tenant has names.
+	Persistent bool      `json:"persistent"`
+	Started    time.Time `json:"started"`
+	Updated    time.Time `json:"updated"`
+	Upstreams  []string  `json:"upstreams"`
 	// UpstreamsFrom is the file the upstreams were read from.
 	UpstreamsFrom string `json:"upstreamsFrom,omitempty"`
 	// UpstreamProblems are lines of the resolv.conf files that were skipped.

@@ -161,6 +161,7 @@ func Sync(stateDir string) error {
 func WaitGone(stateDir string) error {
 	d := dirOf(stateDir)
 	deadline := time.Now().Add(GoneWait)
+	asked := false
 	for {
 		l, err := flock.TryExclusive(d.claim())
 		if err != nil {
@@ -173,6 +174,13 @@ func WaitGone(stateDir string) error {
 		}
 		if has, err := namestore.For(stateDir).HasTenants(); err != nil || has {
 			return err // a new tenant arrived: the resolver stays for it
+		}
+		if !asked {
+			asked = true
+			var h names.Health
+			if line, err := d.ask("health", SyncWait); err == nil && json.Unmarshal([]byte(line), &h) == nil && h.Persistent {
+				return nil // a service: it stays
+			}
 		}
 		if time.Now().After(deadline) {
 			return fmt.Errorf("the name resolver of %s still runs %s after its last tenant left", stateDir, GoneWait)
