@@ -4,6 +4,7 @@ import (
 	"net"
 	"net/netip"
 	"slices"
+	"strings"
 	"sync/atomic"
 	"testing"
 
@@ -44,19 +45,11 @@ func ask(z *zone, name string, qtype uint16) *dns.Msg {
 	return z.answer(new(dns.Msg).SetQuestion(dns.Fqdn(name), qtype))
 }
 
+// data is the answer records' data as dig prints it.
 func data(m *dns.Msg) []string {
-	var out []string
+	out := []string{}
 	for _, rr := range m.Answer {
-		switch v := rr.(type) {
-		case *dns.A:
-			out = append(out, v.A.String())
-		case *dns.AAAA:
-			out = append(out, v.AAAA.String())
-		case *dns.PTR:
-			out = append(out, v.Ptr)
-		case *dns.SOA:
-			out = append(out, "SOA "+v.Hdr.Name)
-		}
+		out = append(out, strings.TrimPrefix(rr.String(), rr.Header().String()))
 	}
 	return out
 }
@@ -78,7 +71,7 @@ func TestZoneAnswers(t *testing.T) {
 		{"db", dns.TypeMX, dns.RcodeSuccess, []string{}},   // NODATA
 		{"nope.blue.internal", dns.TypeA, dns.RcodeNameError, []string{}},
 		{"a.web.blue.internal", dns.TypeA, dns.RcodeNameError, []string{}},
-		{"blue.internal", dns.TypeSOA, dns.RcodeSuccess, []string{"SOA blue.internal."}},
+		{"blue.internal", dns.TypeSOA, dns.RcodeSuccess, []string{"ns.blue.internal. hostmaster.blue.internal. 1 3600 600 86400 0"}},
 		{"blue.internal", dns.TypeA, dns.RcodeSuccess, []string{}},
 		{"nope", dns.TypeA, 0, nil},
 		{"www.example.com", dns.TypeA, 0, nil},

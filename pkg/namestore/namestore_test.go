@@ -85,20 +85,30 @@ func rec(name string) names.Record {
 	return names.Record{Names: []string{name}, Addrs: []netip.Addr{netip.MustParseAddr("10.0.0.9")}}
 }
 
-func TestStoreAndWatcher(t *testing.T) {
+// watched is a store with tenant "a" (and its records ids) and a view
+// watching it.
+func watched(t *testing.T, ids ...string) (Store, *view, *Watcher) {
+	t.Helper()
 	s := For(t.TempDir())
 	if err := s.EnsureTenant(tenant("a")); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.WriteRecord("a", RecordID("c1", "eth0"), rec("one")); err != nil {
-		t.Fatal(err)
+	for _, id := range ids {
+		if err := s.WriteRecord("a", id, rec("one")); err != nil {
+			t.Fatal(err)
+		}
 	}
 	v := newView()
 	w, err := s.Watch(v)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer w.Close()
+	t.Cleanup(w.Close)
+	return s, v, w
+}
+
+func TestStoreAndWatcher(t *testing.T) {
+	s, v, w := watched(t, RecordID("c1", "eth0"))
 	if got := v.ids("a"); !slices.Equal(got, []string{"c1@eth0"}) {
 		t.Fatalf("initial load: %v", got)
 	}
@@ -113,7 +123,7 @@ func TestStoreAndWatcher(t *testing.T) {
 	must(s.WriteRecord("a", "c2@eth0", rec("two")))
 	must(s.EnsureTenant(tenant("b")))
 	must(s.WriteRecord("b", "c3@eth0", rec("three")))
-	_, err = s.RemoveRecord("a", "c1@eth0")
+	_, err := s.RemoveRecord("a", "c1@eth0")
 	must(err)
 	must(w.Sync())
 	if got := v.ids("a"); !slices.Equal(got, []string{"c2@eth0"}) {
@@ -166,16 +176,7 @@ func TestStoreAndWatcher(t *testing.T) {
 // Many records at once overflow nothing the watcher cannot recover: the
 // kernel's queue is 16384 events by default; past that, it reloads.
 func TestWatcherManyChanges(t *testing.T) {
-	s := For(t.TempDir())
-	if err := s.EnsureTenant(tenant("a")); err != nil {
-		t.Fatal(err)
-	}
-	v := newView()
-	w, err := s.Watch(v)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer w.Close()
+	s, v, w := watched(t)
 	const n = 2000
 	for i := range n {
 		if err := s.WriteRecord("a", fmt.Sprintf("c%d@eth0", i), rec("x")); err != nil {

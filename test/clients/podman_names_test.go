@@ -15,16 +15,11 @@ import (
 // `podman rm` removes the name (and, with the last container, the resolver).
 func TestPodmanNames(t *testing.T) {
 	t.Parallel()
-	e := MustEnv(t)
-	if e.Mode == ModeReference {
+	if MustEnv(t).Mode == ModeReference {
 		t.Skip("REFERENCE MODE: the upstream bridge plugin serves no names; nothing to compare")
 	}
-	e.Tool(t, "runc")
-	a := GetArtifacts(t, e)
-	s := NewScenario(t, e)
-	s.PrepareTenants("podman/blue.conflist", "podman/red.conflist")
+	s, p := podmanScenario(t)
 	blue, red := s.Tenants["blue"], s.Tenants["red"]
-	p := NewPodman(s, a)
 
 	stop := Step(t, "run")
 	p.Must(t, append([]string{"run", "-d", "--name", "tncl-web", "--network", blue.Name, "--network-alias", "tncl-www", BusyboxImage},

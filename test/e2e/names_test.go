@@ -3,6 +3,7 @@ package e2e
 import (
 	"encoding/json"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -120,6 +121,20 @@ func resolverPID(t *testing.T, h *harness.Host) int {
 	return pid
 }
 
+// killResolver kills the host's resolver (SIGKILL: no clean-up of its own)
+// and returns its pid once it is gone from the host.
+func killResolver(t *testing.T, h *harness.Host) int {
+	t.Helper()
+	pid := resolverPID(t, h)
+	h.Sh(t, "kill", "-KILL", fmt.Sprint(pid))
+	for deadline := time.Now().Add(2 * time.Second); len(h.Resolvers()) > 0; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the resolver did not die")
+		}
+	}
+	return pid
+}
+
 // Two containers of blue resolve each other by name, alias and FQDN (A and
 // PTR), and the outside through the host's upstream, cached; red's
 // containers ask blue's gateway and get nothing; DEL removes a name at once;
@@ -208,13 +223,7 @@ func TestNamesInsideATenant(t *testing.T) {
 		t.Fatalf("resolvers in the host: %v, want one", rs)
 	}
 	// Killed, it comes back at the next ADD with every record.
-	pid := resolverPID(t, h)
-	h.Sh(t, "kill", "-KILL", fmt.Sprint(pid))
-	for deadline := time.Now().Add(2 * time.Second); len(h.Resolvers()) > 0; time.Sleep(10 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatal("the resolver did not die")
-		}
-	}
+	pid := killResolver(t, h)
 	if _, err := cli.Query("10.1.1.1", "cli2", dns.TypeA, false); err == nil {
 		t.Fatal("an answer with the resolver killed: the test would not see it come back")
 	}
@@ -405,19 +414,6 @@ func TestNamesDualStackAndTheHostsPort53(t *testing.T) {
 	}
 }
 
-func gcConf(t *testing.T, conf []byte, valid ...*harness.Container) []byte {
-	t.Helper()
-	var m map[string]any
-	_ = json.Unmarshal(conf, &m)
-	list := []map[string]string{}
-	for _, c := range valid {
-		list = append(list, map[string]string{"containerID": c.ID, "ifname": c.IfName})
-	}
-	m["cni.dev/valid-attachments"] = list
-	b, _ := json.Marshal(m)
-	return b
-}
-
 // GC forgets what the runtime forgot; STATUS says when names are not
 // served; CHECK brings a dead resolver back and names a missing record.
 func TestNamesGCStatusCheck(t *testing.T) {
@@ -442,12 +438,7 @@ func TestNamesGCStatusCheck(t *testing.T) {
 	if err := status(); err != nil {
 		t.Fatalf("STATUS with the resolver running: %v", err)
 	}
-	h.Sh(t, "kill", "-KILL", fmt.Sprint(resolverPID(t, h)))
-	for deadline := time.Now().Add(2 * time.Second); len(h.Resolvers()) > 0; time.Sleep(10 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatal("the resolver did not die")
-		}
-	}
+	killResolver(t, h)
 	if e := harness.CNIError(t, status()); e.Code != 51 || !strings.Contains(e.Msg, "not running") {
 		t.Fatalf("STATUS with the resolver dead: %v", e)
 	}
@@ -606,4 +597,35 @@ func TestNamesResolverAsAService(t *testing.T) {
 	if resolverPID(t, h) != svc.Process.Pid {
 		t.Fatal("the service left with the last tenant; -persistent keeps it")
 	}
+}
+
+// A host program holding port 53 on every address keeps the resolver off
+// the gateway: ADD still works, STATUS says why names are not served, and
+// the resolver binds as soon as the port is free.
+func TestNamesPortTakenOnTheHost(t *testing.T) {
+	t.Parallel()
+	h, _, _ := namesNode(t)
+	var squatter net.PacketConn
+	h.Do(t, func() error {
+		var err error
+		squatter, err = net.ListenPacket("udp4", "0.0.0.0:53")
+		return err
+	})
+	defer squatter.Close()
+	blue := tenantConf(h, "blue", "tnt-blue", "10.1.1.0/24", `,"cniVersion":"1.1.0","names":{}`)
+	a := harness.NewContainer(t, "a")
+	ra := mustAdd(t, h, blue, a, "K8S_POD_NAME=alpha")
+	_, err := h.Exec(harness.Call{Command: "STATUS", Conf: blue})
+	if e := harness.CNIError(t, err); e.Code != 51 || !strings.Contains(e.Msg, "10.1.1.1:53/udp") || !strings.Contains(e.Msg, "address already in use") {
+		t.Fatalf("STATUS with port 53 taken: %v", e)
+	}
+	squatter.Close()
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		if _, err := h.Exec(harness.Call{Command: "STATUS", Conf: blue}); err == nil {
+			break
+		} else if time.Now().After(deadline) {
+			t.Fatalf("STATUS after the port was freed: %v", err)
+		}
+	}
+	mustResolve(t, a, "10.1.1.1", "alpha", dns.TypeA, harness.IP(t, ra))
 }
