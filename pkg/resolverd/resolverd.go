@@ -43,7 +43,19 @@ const (
 	StartWait = 3 * time.Second
 	SyncWait  = time.Second
 	GoneWait  = 2 * time.Second
+	// LockWait bounds the wait for a resolver that is leaving (it holds the
+	// lock from its decision to its exit, milliseconds).
+	LockWait = time.Second
 )
+
+// lock takes the names lock within wait, or says who keeps it.
+func lock(d dir, shared bool, wait time.Duration) (*flock.Lock, error) {
+	l, err := flock.Within(d.lock(), shared, wait)
+	if err == nil && l == nil {
+		err = fmt.Errorf("%s is still locked after %s (a resolver leaving, or another plugin starting one)", d.lock(), wait)
+	}
+	return l, err
+}
 
 type dir struct{ root string }
 
@@ -118,7 +130,7 @@ func Ensure(stateDir string) (started bool, err error) {
 	if err := d.mkdir(); err != nil {
 		return false, err
 	}
-	l, err := flock.Shared(d.lock())
+	l, err := lock(d, true, LockWait)
 	if err != nil {
 		return false, err
 	}
@@ -127,7 +139,8 @@ func Ensure(stateDir string) (started bool, err error) {
 	if !errors.Is(err, errNotRunning) {
 		return false, err
 	}
-	l, err = flock.Exclusive(d.lock())
+	// Another plugin may be starting one: wait for it as long as it may take.
+	l, err = lock(d, false, StartWait+SyncWait+LockWait)
 	if err != nil {
 		return false, err
 	}
@@ -142,10 +155,10 @@ func Ensure(stateDir string) (started bool, err error) {
 // none running it does nothing (DEL never starts one).
 func Sync(stateDir string) error {
 	d := dirOf(stateDir)
-	l, err := flock.Shared(d.lock())
-	if errors.Is(err, os.ErrNotExist) {
+	if _, err := os.Stat(d.root); errors.Is(err, os.ErrNotExist) {
 		return nil
 	}
+	l, err := lock(d, true, LockWait)
 	if err != nil {
 		return err
 	}
