@@ -24,6 +24,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"path/filepath"
@@ -85,10 +86,21 @@ func (d dir) ask(cmd string, wait time.Duration) (string, error) {
 	}
 	defer c.Close()
 	_ = c.SetDeadline(time.Now().Add(wait))
+	// A resolver that was just killed may still accept and then reset the
+	// connection as its files close: it is as good as gone.
+	dying := func(err error) bool {
+		return errors.Is(err, unix.ECONNRESET) || errors.Is(err, unix.EPIPE) || errors.Is(err, io.EOF)
+	}
 	if _, err := c.Write([]byte(cmd + "\n")); err != nil {
+		if dying(err) {
+			return "", errNotRunning
+		}
 		return "", err
 	}
 	line, err := bufio.NewReader(c).ReadString('\n')
+	if dying(err) {
+		return "", errNotRunning
+	}
 	if err != nil {
 		return "", fmt.Errorf("no answer to %q within %s: %w", cmd, wait, err)
 	}
