@@ -21,10 +21,10 @@ package resolverd
 
 import (
 	"bufio"
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"os"
 	"path/filepath"
@@ -70,45 +70,56 @@ func (d dir) log() string     { return filepath.Join(d.root, "resolver.log") }
 func (d dir) mkdir() error { return os.MkdirAll(d.root, 0o700) }
 
 // ask sends one command to the running resolver and returns its one-line
-// answer. errNotRunning means nobody listens.
+// answer. errNotRunning means nobody listens. Plain system calls: the net
+// package's dialer would add its name resolution machinery to the plugin,
+// which every ADD then loads.
 func (d dir) ask(cmd string, wait time.Duration) (string, error) {
-	var c net.Conn
-	err := shortPath(d.control(), func(p string) error {
-		var err error
-		c, err = net.DialTimeout("unix", p, wait)
-		return err
-	})
+	fd, err := unix.Socket(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return "", err
+	}
+	defer unix.Close(fd)
+	tv := unix.NsecToTimeval(wait.Nanoseconds())
+	for _, opt := range []int{unix.SO_SNDTIMEO, unix.SO_RCVTIMEO} {
+		if err := unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, opt, &tv); err != nil {
+			return "", err
+		}
+	}
+	err = shortPath(d.control(), func(p string) error { return unix.Connect(fd, &unix.SockaddrUnix{Name: p}) })
 	if errors.Is(err, unix.ECONNREFUSED) || errors.Is(err, unix.ENOENT) {
 		return "", errNotRunning
 	}
 	if err != nil {
-		return "", err
+		return "", fmt.Errorf("connect to %s: %w", d.control(), err)
 	}
-	defer c.Close()
-	_ = c.SetDeadline(time.Now().Add(wait))
 	// A resolver that was just killed may still accept and then reset the
 	// connection as its files close: it is as good as gone.
-	dying := func(err error) bool {
-		return errors.Is(err, unix.ECONNRESET) || errors.Is(err, unix.EPIPE) || errors.Is(err, io.EOF)
-	}
-	if _, err := c.Write([]byte(cmd + "\n")); err != nil {
+	dying := func(err error) bool { return errors.Is(err, unix.ECONNRESET) || errors.Is(err, unix.EPIPE) }
+	if _, err := unix.Write(fd, []byte(cmd+"\n")); err != nil {
 		if dying(err) {
 			return "", errNotRunning
 		}
 		return "", err
 	}
-	line, err := bufio.NewReader(c).ReadString('\n')
-	if dying(err) {
-		return "", errNotRunning
+	var line []byte
+	buf := make([]byte, 4096)
+	for !bytes.HasSuffix(line, []byte("\n")) {
+		n, err := unix.Read(fd, buf)
+		switch {
+		case errors.Is(err, unix.EINTR):
+			continue
+		case dying(err) || (err == nil && n == 0):
+			return "", errNotRunning
+		case err != nil:
+			return "", fmt.Errorf("no answer to %q within %s: %w", cmd, wait, err)
+		}
+		line = append(line, buf[:n]...)
 	}
-	if err != nil {
-		return "", fmt.Errorf("no answer to %q within %s: %w", cmd, wait, err)
-	}
-	line = strings.TrimSuffix(line, "\n")
-	if msg, isErr := strings.CutPrefix(line, "error: "); isErr {
+	answer := strings.TrimSuffix(string(line), "\n")
+	if msg, isErr := strings.CutPrefix(answer, "error: "); isErr {
 		return "", errors.New(msg)
 	}
-	return line, nil
+	return answer, nil
 }
 
 var errNotRunning = errors.New("not running")
