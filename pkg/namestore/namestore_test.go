@@ -195,3 +195,31 @@ func TestWatcherManyChanges(t *testing.T) {
 		t.Fatalf("%d records in the view, want %d", got, n/2)
 	}
 }
+
+// Resync (SIGHUP, or after the kernel dropped events) makes the view what
+// the store holds, whatever events were seen.
+func TestResync(t *testing.T) {
+	s, v, w := watched(t, "c1@eth0")
+	if err := s.EnsureTenant(tenant("b")); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.WriteRecord("b", "c2@eth0", rec("two")); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.RemoveTenant("a"); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Resync(); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := v.tenants["a"]; ok || !slices.Equal(v.ids("b"), []string{"c2@eth0"}) {
+		t.Fatalf("after resync: tenants %v, b's records %v", v.tenants, v.ids("b"))
+	}
+	// The events already queued change nothing more.
+	if err := w.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	if len(v.tenants) != 1 || !slices.Equal(v.ids("b"), []string{"c2@eth0"}) {
+		t.Fatalf("after the queued events: tenants %v, b's records %v", v.tenants, v.ids("b"))
+	}
+}
