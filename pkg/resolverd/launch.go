@@ -188,10 +188,23 @@ func ownCgroup(stateDir string) (int, string, error) {
 	return fd, p, err
 }
 
-// removeCgroup removes the resolver's cgroup once it has left; the kernel
-// refuses while anything is still in it, which is then fine to leave.
-func removeCgroup(stateDir string) {
-	if p, err := CgroupPath(stateDir); err == nil {
-		_ = unix.Rmdir(p)
+// RemoveCgroup removes the resolver's cgroup once its process has left it:
+// a resolver that has let go of its lock is still in the cgroup for the
+// last moments of its exit, so it retries for at most wait. A cgroup that
+// stays busy (a resolver that started again) is left, and so is none at
+// all.
+func RemoveCgroup(stateDir string, wait time.Duration) error {
+	p, err := CgroupPath(stateDir)
+	if err != nil {
+		return nil
+	}
+	for deadline := time.Now().Add(wait); ; time.Sleep(2 * time.Millisecond) {
+		err := unix.Rmdir(p)
+		if err == nil || errors.Is(err, unix.ENOENT) {
+			return nil
+		}
+		if !errors.Is(err, unix.EBUSY) || time.Now().After(deadline) {
+			return fmt.Errorf("remove %s: %w", p, err)
+		}
 	}
 }

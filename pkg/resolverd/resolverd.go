@@ -205,8 +205,7 @@ func WaitGone(stateDir string) error {
 		}
 		if l != nil {
 			l.Unlock()
-			removeCgroup(stateDir)
-			return nil
+			return RemoveCgroup(stateDir, time.Until(deadline))
 		}
 		if has, err := namestore.For(stateDir).HasTenants(); err != nil || has {
 			return err // a new tenant arrived: the resolver stays for it

@@ -16,6 +16,8 @@ import (
 	"time"
 
 	"github.com/miekg/dns"
+
+	"github.com/tenantnet/tenantnet/pkg/resolverd"
 )
 
 // Names inside a tenant: what `names` costs an ADD, how many resolver
@@ -142,12 +144,17 @@ func (b *bench) names() error {
 		h.Conf = withField(h.Conf, "stateDir", d)
 	}
 	on.Conf = withField(on.Conf, "names", map[string]any{})
-	// Whatever happens, no resolver outlives the bench.
+	// Whatever happens, no resolver (nor its cgroup) outlives the bench.
 	defer func() {
 		if ps, err := nsProcesses(on.NS, ""); err == nil {
 			for pid := range ps {
 				_ = syscall.Kill(pid, syscall.SIGKILL)
 			}
+		}
+		var m map[string]any
+		_ = json.Unmarshal(on.Conf, &m)
+		if err := resolverd.RemoveCgroup(fmt.Sprint(m["stateDir"]), 2*time.Second); err != nil {
+			logf("names: %v", err)
 		}
 	}()
 

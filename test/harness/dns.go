@@ -161,7 +161,7 @@ func (h *Host) stopProcesses() {
 	for deadline := time.Now().Add(2 * time.Second); len(h.ProcessesIn()) > 0 && time.Now().Before(deadline); {
 		time.Sleep(10 * time.Millisecond)
 	}
-	if p, err := resolverd.CgroupPath(h.StateDir); err == nil {
-		_ = syscall.Rmdir(p)
+	if err := resolverd.RemoveCgroup(h.StateDir, 2*time.Second); err != nil {
+		h.T.Errorf("the resolver's cgroup: %v", err)
 	}
 }
