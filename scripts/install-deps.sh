@@ -8,7 +8,7 @@
 set -euo pipefail
 
 need=()
-for pkg_cmd in iptables:iptables nftables:nft iproute2:ip conntrack:conntrack tcpdump:tcpdump iputils-ping:ping procps:sysctl strace:strace etcd-server:etcd; do
+for pkg_cmd in iptables:iptables nftables:nft iproute2:ip conntrack:conntrack tcpdump:tcpdump iputils-ping:ping procps:sysctl strace:strace etcd-server:etcd util-linux:unshare mount:mount; do
 	pkg=${pkg_cmd%%:*} cmd=${pkg_cmd##*:}
 	command -v "$cmd" >/dev/null 2>&1 || need+=("$pkg")
 done

@@ -17,6 +17,7 @@ import (
 	"github.com/tenantnet/tenantnet/pkg/cnierr"
 	"github.com/tenantnet/tenantnet/pkg/ipamconf"
 	"github.com/tenantnet/tenantnet/pkg/jsonx"
+	"github.com/tenantnet/tenantnet/pkg/names"
 	"github.com/tenantnet/tenantnet/pkg/rtargs"
 	"github.com/tenantnet/tenantnet/pkg/tenant"
 )
@@ -68,6 +69,8 @@ type Config struct {
 	IPAMType string
 	IPAM     *ipamconf.Config
 	DNS      types.DNS
+	// Names is nil unless the network sets `names`.
+	Names *names.Request
 
 	Requests *rtargs.Requests
 
@@ -121,6 +124,7 @@ type rawConf struct {
 	DropAction      string          `json:"dropAction"`
 	HairpinMode     bool            `json:"hairpinMode"`
 	StateDir        string          `json:"stateDir"`
+	Names           json.RawMessage `json:"names"`
 }
 
 // topKeys are every key a tenantnet config may carry: ours and those the CNI
@@ -129,7 +133,7 @@ var topKeys = []string{
 	"cniVersion", "cniVersions", "name", "type", "ipam", "dns", "args", "runtimeConfig", "capabilities",
 	"prevResult", "cni.dev/valid-attachments",
 	"vlan", "trunk", "bridge", "vlanInterface", "vlanMac", "mtu", "gateway", "nat", "isolation",
-	"firewallBackend", "dropAction", "hairpinMode", "stateDir",
+	"firewallBackend", "dropAction", "hairpinMode", "stateDir", "names",
 }
 
 var natKeys = []string{"outInterface", "sourceIP", "exempt"}
@@ -268,6 +272,9 @@ func Parse(stdin []byte, cniArgs string) (*Config, error) {
 		return nil, err
 	}
 	c.Requests = reqs
+	if c.Names, err = names.Parse(r.Names, c.Name, c.Gateway, reqs.Names); err != nil {
+		return nil, err
+	}
 	return c, nil
 }
 

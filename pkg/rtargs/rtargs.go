@@ -1,5 +1,5 @@
 // Package rtargs reads what a runtime asks for one attachment: static
-// addresses and a MAC address. Runtimes say it in three ways: CNI_ARGS
+// addresses, a MAC address and names. Runtimes say it in three ways: CNI_ARGS
 // (podman's IP= and MAC=), "args": {"cni": {...}} in the config, and the
 // "ips" / "mac" capabilities in "runtimeConfig" (containerd, cnitool CAP_ARGS).
 package rtargs
@@ -11,12 +11,16 @@ import (
 	"strings"
 
 	"github.com/tenantnet/tenantnet/pkg/cnierr"
+	"github.com/tenantnet/tenantnet/pkg/names"
 )
 
 // Requests is what the runtime asked for.
 type Requests struct {
 	IPs []IP
 	MAC net.HardwareAddr
+	// Names is what may name the container, unvalidated: it matters only
+	// when the network has names (netconf validates it then).
+	Names names.Args
 }
 
 // IP is one requested address. Bits is the prefix length the runtime gave
@@ -30,13 +34,15 @@ type IP struct {
 type stdin struct {
 	Args *struct {
 		CNI *struct {
-			IPs []string `json:"ips"`
-			MAC string   `json:"mac"`
+			IPs   []string `json:"ips"`
+			MAC   string   `json:"mac"`
+			Names []string `json:"names"`
 		} `json:"cni"`
 	} `json:"args"`
 	RuntimeConfig *struct {
-		IPs []string `json:"ips"`
-		MAC string   `json:"mac"`
+		IPs     []string        `json:"ips"`
+		MAC     string          `json:"mac"`
+		Aliases json.RawMessage `json:"aliases"`
 	} `json:"runtimeConfig"`
 }
 
@@ -59,7 +65,7 @@ func Parse(config []byte, cniArgs string) (*Requests, error) {
 	if err != nil {
 		return nil, err
 	}
-	r := &Requests{}
+	r := &Requests{Names: names.Args{PodName: kv["K8S_POD_NAME"]}}
 
 	var ips []string
 	var ipsFrom string
@@ -74,6 +80,7 @@ func Parse(config []byte, cniArgs string) (*Requests, error) {
 		if in.Args.CNI.MAC != "" {
 			macStr, macFrom = in.Args.CNI.MAC, "args.cni.mac"
 		}
+		r.Names.Names = in.Args.CNI.Names
 	}
 	if rc := in.RuntimeConfig; rc != nil {
 		if len(rc.IPs) > 0 {
@@ -82,6 +89,7 @@ func Parse(config []byte, cniArgs string) (*Requests, error) {
 		if rc.MAC != "" {
 			macStr, macFrom = rc.MAC, "runtimeConfig.mac"
 		}
+		r.Names.Aliases = rc.Aliases
 	}
 	for _, s := range ips {
 		s = strings.TrimSpace(s)

@@ -118,7 +118,7 @@ func (d Dir) LockTenant(bridge string, shared bool) (*flock.Lock, error) {
 // ReadHost returns the host record (zero when there is none).
 func (d Dir) ReadHost() (Host, error) {
 	var h Host
-	_, err := readJSON(filepath.Join(d.Root, "host.json"), &h)
+	_, err := fsx.ReadJSON(filepath.Join(d.Root, "host.json"), &h)
 	return h, err
 }
 
@@ -131,7 +131,7 @@ func (d Dir) RemoveHost() error { return fsx.Remove(filepath.Join(d.Root, "host.
 // ReadTenant returns the tenant on bridge, or nil.
 func (d Dir) ReadTenant(bridge string) (*Tenant, error) {
 	var t Tenant
-	ok, err := readJSON(d.tenantPath(bridge), &t)
+	ok, err := fsx.ReadJSON(d.tenantPath(bridge), &t)
 	if err != nil || !ok {
 		return nil, err
 	}
@@ -184,7 +184,7 @@ func (d Dir) WriteAttachment(bridge string, a *Attachment) error {
 // ReadAttachment returns an attachment record, or nil.
 func (d Dir) ReadAttachment(bridge, cid, ifName string) (*Attachment, error) {
 	var a Attachment
-	ok, err := readJSON(d.attachPath(bridge, cid, ifName), &a)
+	ok, err := fsx.ReadJSON(d.attachPath(bridge, cid, ifName), &a)
 	if err != nil || !ok {
 		return nil, err
 	}
@@ -235,25 +235,11 @@ func (d Dir) Attachments(bridge string) ([]*Attachment, error) {
 			continue
 		}
 		var a Attachment
-		if ok, err := readJSON(filepath.Join(d.attachDir(bridge), n), &a); err == nil && ok {
+		if ok, err := fsx.ReadJSON(filepath.Join(d.attachDir(bridge), n), &a); err == nil && ok {
 			out = append(out, &a)
 		}
 	}
 	return out, nil
-}
-
-func readJSON(path string, v any) (bool, error) {
-	b, err := os.ReadFile(path)
-	if errors.Is(err, fs.ErrNotExist) {
-		return false, nil
-	}
-	if err != nil {
-		return false, fmt.Errorf("read %s: %w", path, err)
-	}
-	if err := json.Unmarshal(b, v); err != nil {
-		return false, fmt.Errorf("parse %s: %w", path, err)
-	}
-	return true, nil
 }
 
 // writeJSON replaces path atomically: readers see the old or the new record.
@@ -262,13 +248,5 @@ func writeJSON(path string, v any) error {
 	if err != nil {
 		return err
 	}
-	tmp := fmt.Sprintf("%s.%d.tmp", path, os.Getpid())
-	if err := os.WriteFile(tmp, b, 0o600); err != nil {
-		return err
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		os.Remove(tmp)
-		return err
-	}
-	return nil
+	return fsx.WriteAtomic(path, b)
 }

@@ -128,5 +128,8 @@ func cmdAdd(args *skel.CmdArgs) (err error) {
 	if c.DNS.Nameservers != nil || c.DNS.Domain != "" || c.DNS.Search != nil || c.DNS.Options != nil {
 		res.DNS = c.DNS
 	}
+	if err := namesAdd(c, args.ContainerID, args.IfName, br, res); err != nil {
+		return err
+	}
 	return types.PrintResult(res, c.CNIVersion)
 }

@@ -2,6 +2,7 @@ package tenantnet
 
 import (
 	"fmt"
+	"net/netip"
 
 	"github.com/containernetworking/cni/pkg/skel"
 	"github.com/containernetworking/cni/pkg/types"
@@ -12,6 +13,7 @@ import (
 	"github.com/tenantnet/tenantnet/pkg/bridge"
 	"github.com/tenantnet/tenantnet/pkg/cnierr"
 	"github.com/tenantnet/tenantnet/pkg/containerif"
+	"github.com/tenantnet/tenantnet/pkg/ipx"
 	"github.com/tenantnet/tenantnet/pkg/netconf"
 	"github.com/tenantnet/tenantnet/pkg/tenant"
 	"github.com/tenantnet/tenantnet/pkg/veth"
@@ -124,5 +126,9 @@ func cmdCheck(args *skel.CmdArgs) error {
 	if err := ipamCheck(c.IPAMType, args); err != nil {
 		return fmt.Errorf("IPAM %s: %w", c.IPAMType, err)
 	}
-	return nil
+	var addrs []netip.Addr
+	for _, ipc := range mine.IPs {
+		addrs = append(addrs, ipx.Addr(ipc.Address.IP))
+	}
+	return namesCheck(c, args.ContainerID, args.IfName, br, addrs)
 }

@@ -36,5 +36,8 @@ func cmdDel(args *skel.CmdArgs) error {
 	if ipamErr != nil {
 		return fmt.Errorf("release addresses (IPAM %s): %w", m.IPAMType, ipamErr)
 	}
+	if err := namesDel(m.StateDir, m.Bridge, args.ContainerID, args.IfName); err != nil {
+		return err
+	}
 	return hs.leave(m.Bridge, args.ContainerID, args.IfName)
 }

@@ -51,6 +51,7 @@ func cmdGC(args *skel.CmdArgs) error {
 		}
 		errs = append(errs, hs.st.RemoveAttachment(m.Bridge, a.ContainerID, a.IfName))
 	}
+	errs = append(errs, namesGC(m.StateDir, m.Bridge, valid))
 	errs = append(errs, ipamGC(m.IPAMType, args.StdinData))
 	errs = append(errs, hs.maybeTeardown(m.Bridge))
 	return errors.Join(errs...)

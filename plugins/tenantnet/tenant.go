@@ -439,6 +439,7 @@ func (hs *host) teardown(rec *state.Tenant, others []*state.Tenant) error {
 	if err := hs.st.RemoveTenant(rec.Spec.Bridge); err != nil {
 		return cnierr.IO("remove tenant record: %v", err)
 	}
+	namesGone(hs.st.Root, rec.Spec.Bridge)
 	fmt.Fprintf(os.Stderr, "tenantnet: tenant %s (network %s) removed from this host; firewall: %s\n", rec.Spec.Bridge, rec.Network, fw.Name())
 	if len(others) == 0 {
 		return hs.st.RemoveHost()

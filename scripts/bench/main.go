@@ -41,7 +41,7 @@ type options struct {
 	Repo             string
 }
 
-var allPhases = []string{"latency", "procs", "rss", "ipam", "parallel", "scale", "ruleset", "cluster"}
+var allPhases = []string{"latency", "procs", "rss", "ipam", "parallel", "scale", "ruleset", "cluster", "names"}
 
 func main() {
 	if os.Getenv(launcherEnv) == "1" {

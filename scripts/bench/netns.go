@@ -168,9 +168,16 @@ func runIn(ns *netNS, f func() error) error {
 	return <-errc
 }
 
+// shmDir is a tmpfs on every Linux host, for state that lives on tmpfs in
+// production (/run/tenantnet).
+const shmDir = "/dev/shm"
+
 // tempDir makes a directory that is removed at the end of the run.
-func tempDir(role string) (string, error) {
-	d, err := os.MkdirTemp("", prefix+role+"-")
+func tempDir(role string) (string, error) { return tempDirIn("", role) }
+
+// tempDirIn makes a directory in base that is removed at the end of the run.
+func tempDirIn(base, role string) (string, error) {
+	d, err := os.MkdirTemp(base, prefix+role+"-")
 	if err != nil {
 		return "", err
 	}
@@ -235,8 +242,11 @@ func sweepStale() (int, error) {
 			}
 		}
 	}
-	tmp := os.TempDir()
-	if ents, err := os.ReadDir(tmp); err == nil {
+	for _, tmp := range []string{os.TempDir(), shmDir} {
+		ents, err := os.ReadDir(tmp)
+		if err != nil {
+			continue
+		}
 		for _, e := range ents {
 			if e.IsDir() && dead(e.Name()) {
 				if err := os.RemoveAll(filepath.Join(tmp, e.Name())); err != nil {

@@ -111,6 +111,7 @@ type results struct {
 	Start              []startRes
 	BrNF               string
 	Cluster            *clusterRes
+	Names              *namesRes
 }
 
 func newResults() *results {
@@ -157,6 +158,8 @@ func (b *bench) run() error {
 			f = b.ruleset
 		case "cluster":
 			f = b.cluster
+		case "names":
+			f = b.names
 		}
 		if err := b.phase(p, f); err != nil {
 			errs = append(errs, fmt.Errorf("%s: %w", p, err))

@@ -130,7 +130,8 @@ func (b *bench) targets() []target {
 	} else {
 		ts = append(ts, le("6. tenantnet-ipam p50, big / small", math.NaN(), 1.5, ""))
 	}
-	return append(ts, b.clusterTargets()...)
+	ts = append(ts, b.clusterTargets()...)
+	return append(ts, b.namesTargets()...)
 }
 
 func (b *bench) clusterTargets() []target {
@@ -473,6 +474,7 @@ func (b *bench) report() string {
 			}
 		}
 	}
+	b.namesSection(&m)
 
 	m.p("## Phases")
 	m.p("")
