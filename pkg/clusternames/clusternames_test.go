@@ -311,3 +311,50 @@ func TestOutOfReachAndCompaction(t *testing.T) {
 		return strings.Contains(got, rec("c", "c4", "late", late)), got
 	})
 }
+
+// A cluster that lost its quorum answers nothing, though its last member
+// still accepts connections: the resolver says etcd is out of reach and
+// keeps the records it knows; with the quorum back it follows again.
+func TestQuorumLost(t *testing.T) {
+	cl := etcdtest.StartT(t, 3)
+	h := &hosts{t: t, cl: cl, prefix: "/quorum/",
+		conf: storetest.Conf(t, `{"type":"tenantnet-ipam","subnet":"10.1.1.0/24"}`)}
+	h.tenant = names.Tenant{Bridge: "br-blue", Network: "blue", Domain: "blue.internal",
+		Cluster: &names.Cluster{Endpoints: []string{cl.Members[0].Socket}, Prefix: h.prefix, Node: "here"}}
+	web := h.add("b", "c1", "web")
+	v, l := newView(), newLogs(t)
+	m := New(v, l.logf)
+	defer m.Close()
+	m.SetTenant(h.tenant)
+	br := h.tenant.Bridge
+	known := rec("b", "c1", "web", web)
+	eventually(t, "listed", 2*time.Second, func() (bool, string) { got := v.remote(br); return got == known, got })
+	eventually(t, "reached", 2*time.Second, func() (bool, string) { hl := health(m, br); return hl.Reached, fmt.Sprint(hl) })
+
+	cl.Members[1].Kill()
+	cl.Members[2].Kill()
+	// etcd ends a watch some election timeouts after its member lost the
+	// leader; the list that follows waits listWait.
+	eventually(t, "out of reach in health", 20*time.Second, func() (bool, string) {
+		hl := health(m, br)
+		return !hl.Reached && hl.Error != "" && hl.Records == 1, fmt.Sprint(hl)
+	})
+	t.Logf("without quorum: %+v", health(m, br))
+	if got := v.remote(br); got != known {
+		t.Fatalf("without quorum, the records last known must stay: %q", got)
+	}
+	for _, mb := range cl.Members[1:] {
+		if err := mb.Start(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, mb := range cl.Members[1:] {
+		if err := mb.WaitHealthy(30 * time.Second); err != nil {
+			t.Fatal(err)
+		}
+	}
+	db := h.add("c", "c2", "db")
+	both := strings.Join([]string{known, rec("c", "c2", "db", db)}, " ")
+	eventually(t, "followed again", 20*time.Second, func() (bool, string) { got := v.remote(br); return got == both, got })
+	eventually(t, "reached again", 2*time.Second, func() (bool, string) { hl := health(m, br); return hl.Reached, fmt.Sprint(hl) })
+}
