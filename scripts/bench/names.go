@@ -107,6 +107,33 @@ func fakeUpstream(ns *netNS) (func(), error) {
 	return func() { _ = srv.Shutdown() }, nil
 }
 
+// stateOnTmpfs moves h's state dir to tmpfs, where /run/tenantnet is on a
+// host (the bench's temp dir may be on a journalled disk, where creating a
+// file waits on the journal under load).
+func stateOnTmpfs(h *host) error {
+	d, err := tempDirIn(shmDir, h.K.Short+"-state")
+	if err != nil {
+		return err
+	}
+	h.Conf = withField(h.Conf, "stateDir", d)
+	return nil
+}
+
+// stopResolver makes sure no resolver (nor its cgroup) of h outlives the
+// bench, whatever happened.
+func stopResolver(h *host) {
+	if ps, err := nsProcesses(h.NS, ""); err == nil {
+		for pid := range ps {
+			_ = syscall.Kill(pid, syscall.SIGKILL)
+		}
+	}
+	var m map[string]any
+	_ = json.Unmarshal(h.Conf, &m)
+	if err := resolverd.RemoveCgroup(fmt.Sprint(m["stateDir"]), 2*time.Second); err != nil {
+		logf("names: %v", err)
+	}
+}
+
 func sh(ns *netNS, args ...string) error {
 	return runIn(ns, func() error {
 		out, err := exec.Command(args[0], args[1:]...).CombinedOutput()
@@ -133,30 +160,13 @@ func (b *bench) names() error {
 		return err
 	}
 	defer on.close()
-	// The state dir on tmpfs, as /run/tenantnet is on a host (the bench's
-	// temp dir may be on a journalled disk, where creating a file waits
-	// on the journal under load).
 	for _, h := range []*host{off, on} {
-		d, err := tempDirIn(shmDir, h.K.Short+"-state")
-		if err != nil {
+		if err := stateOnTmpfs(h); err != nil {
 			return err
 		}
-		h.Conf = withField(h.Conf, "stateDir", d)
 	}
 	on.Conf = withField(on.Conf, "names", map[string]any{})
-	// Whatever happens, no resolver (nor its cgroup) outlives the bench.
-	defer func() {
-		if ps, err := nsProcesses(on.NS, ""); err == nil {
-			for pid := range ps {
-				_ = syscall.Kill(pid, syscall.SIGKILL)
-			}
-		}
-		var m map[string]any
-		_ = json.Unmarshal(on.Conf, &m)
-		if err := resolverd.RemoveCgroup(fmt.Sprint(m["stateDir"]), 2*time.Second); err != nil {
-			logf("names: %v", err)
-		}
-	}()
+	defer stopResolver(on)
 
 	// The host's upstream: a DNS server in an "outside" namespace behind
 	// the host's eth0, named by the resolv.conf the resolver reads (a file
