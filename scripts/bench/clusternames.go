@@ -192,16 +192,7 @@ func (m *md) clusterNamesSection(r *clusterNamesRes, n int) {
 	m.p("host's resolver follows the tenant's attachments in etcd), %d iterations of ADD then DEL of a container with a", n)
 	m.p("name (`args.cni.names`), interleaved (ms):")
 	m.p("")
-	var rows [][]string
-	for _, x := range []struct {
-		label string
-		s     *opStats
-	}{{"names off", &r.Off}, {"names on", &r.On}} {
-		rows = append(rows, []string{x.label, ms(x.s.Add.pct(50)), ms(x.s.Add.pct(95)), ms(x.s.Del.pct(50)), ms(x.s.Del.pct(95)), failStr(x.s.Fails, x.s.FirstErr)})
-	}
-	rows = append(rows, []string{"on / off", fmtRatio(ratio(r.On.Add.pct(50), r.Off.Add.pct(50))), fmtRatio(ratio(r.On.Add.pct(95), r.Off.Add.pct(95))),
-		fmtRatio(ratio(r.On.Del.pct(50), r.Off.Del.pct(50))), fmtRatio(ratio(r.On.Del.pct(95), r.Off.Del.pct(95))), ""})
-	m.table([]string{"T-nft on etcd", "ADD p50", "ADD p95", "DEL p50", "DEL p95", "failures"}, rows)
+	m.table([]string{"T-nft on etcd", "ADD p50", "ADD p95", "DEL p50", "DEL p95", "failures"}, onOffRows(&r.Off, &r.On))
 	m.p("Then a second host of the named tenant (its own node name and resolver): a container there asks its gateway for")
 	m.p("each of %d names added on the first host, from the moment the ADD returned until it answers the address, and", n)
 	m.p("after the DEL returned until it no longer does (polled every 0.2 ms):")
