@@ -8,8 +8,9 @@
 //
 // It reads records from <state-dir>/names (inotify), and for tenants whose
 // reservations are in etcd the records of their other hosts (a watch per
-// tenant, pkg/clusternames), serves them on each tenant's gateway addresses, forwards other names to the upstreams of the
-// host's resolv.conf, and answers the plugin on <state-dir>/names/control.sock.
+// tenant, pkg/clusternames), serves them on each tenant's gateway addresses,
+// forwards other names to the upstreams of the host's resolv.conf, and
+// answers the plugin on <state-dir>/names/control.sock.
 // SIGHUP re-reads every record; SIGTERM and SIGINT stop it.
 package main
 
