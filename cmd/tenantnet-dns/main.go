@@ -6,9 +6,11 @@
 // conflist-examples/systemd/tenantnet-dns.service): the plugin then finds it
 // running and starts none.
 //
-// It reads records from <state-dir>/names (inotify), serves them on each
-// tenant's gateway addresses, forwards other names to the upstreams of the
-// host's resolv.conf, and answers the plugin on <state-dir>/names/control.sock.
+// It reads records from <state-dir>/names (inotify), and for tenants whose
+// reservations are in etcd the records of their other hosts (a watch per
+// tenant, pkg/clusternames), serves them on each tenant's gateway addresses,
+// forwards other names to the upstreams of the host's resolv.conf, and
+// answers the plugin on <state-dir>/names/control.sock.
 // SIGHUP re-reads every record; SIGTERM and SIGINT stop it.
 package main
 
@@ -26,6 +28,7 @@ import (
 	"time"
 
 	"github.com/tenantnet/tenantnet/pkg/buildinfo"
+	"github.com/tenantnet/tenantnet/pkg/clusternames"
 	"github.com/tenantnet/tenantnet/pkg/names"
 	"github.com/tenantnet/tenantnet/pkg/nameserver"
 	"github.com/tenantnet/tenantnet/pkg/namestore"
@@ -87,15 +90,22 @@ func run(stateDir string, persistent bool, files []string) error {
 	}
 	srv := nameserver.New(upstreams, log.Printf)
 	defer srv.Close()
-	w, err := namestore.For(stateDir).Watch(srv)
+	// Tenants on etcd: the names of their containers on other hosts too.
+	cluster := clusternames.New(srv, log.Printf)
+	defer cluster.Close()
+	w, err := namestore.For(stateDir).Watch(cluster)
 	if err != nil {
 		return err
 	}
 	defer w.Close()
 	health := func() names.Health {
 		s, from, bad := up.Servers()
+		ts, cs := srv.Health(), cluster.Health()
+		for i := range ts {
+			ts[i].Cluster = cs[ts[i].Bridge]
+		}
 		return names.Health{PID: os.Getpid(), Persistent: persistent, Started: started, Updated: time.Now(),
-			Upstreams: s, UpstreamsFrom: from, UpstreamProblems: bad, Tenants: srv.Health()}
+			Upstreams: s, UpstreamsFrom: from, UpstreamProblems: bad, Tenants: ts}
 	}
 	if err := claim.Serve(w.Sync, health); err != nil {
 		return err

@@ -131,7 +131,7 @@ func Add(call Call) (*current.Result, error) {
 // (tenantnet has done both before calling it in-process).
 func Allocate(network string, c *ipamconf.Config, gatewayOnHost bool, reqs []rtargs.IP, containerID, ifName string) (*current.Result, error) {
 	// Nothing to overlap: open the store when it is needed.
-	return (&Pending{network: network, c: c}).Allocate(gatewayOnHost, reqs, containerID, ifName)
+	return (&Pending{network: network, c: c}).Allocate(gatewayOnHost, reqs, containerID, ifName, nil)
 }
 
 // Pending is a network's store opened ahead of the allocation. With etcd,
@@ -203,8 +203,9 @@ func (p *Pending) release() {
 }
 
 // Allocate reserves the attachment's addresses and returns them as a result
-// in the current CNI version.
-func (p *Pending) Allocate(gatewayOnHost bool, reqs []rtargs.IP, containerID, ifName string) (*current.Result, error) {
+// in the current CNI version. A store shared by hosts keeps names with the
+// reservation (ipstore.Naming), for the other hosts' resolvers.
+func (p *Pending) Allocate(gatewayOnHost bool, reqs []rtargs.IP, containerID, ifName string, names []string) (*current.Result, error) {
 	defer p.release()
 	network, c := p.network, p.c
 	var want []netip.Addr
@@ -216,7 +217,12 @@ func (p *Pending) Allocate(gatewayOnHost bool, reqs []rtargs.IP, containerID, if
 	if err != nil {
 		return nil, fmt.Errorf("reserve addresses for %s in network %s: %w", owner, network, err)
 	}
-	addrs, err := s.Allocate(context.Background(), owner, c, want)
+	var addrs []netip.Addr
+	if n, ok := s.(ipstore.Naming); ok {
+		addrs, err = n.AllocateNamed(context.Background(), owner, c, want, names)
+	} else {
+		addrs, err = s.Allocate(context.Background(), owner, c, want)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("reserve addresses for %s in network %s: %w", owner, network, err)
 	}

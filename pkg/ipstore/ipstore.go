@@ -123,6 +123,17 @@ type Store interface {
 	Close() error
 }
 
+// Naming is a store shared by hosts (etcd): it keeps an attachment's DNS
+// names (pkg/names) with its reservation, where the resolvers of the other
+// hosts read them. A store of one host is not one: the host's own name
+// records serve its containers, and nobody else would read them.
+type Naming interface {
+	// AllocateNamed is Allocate that keeps names with the reservation. An
+	// owner that holds its addresses already gets names in place of the
+	// ones it had (a re-ADD with other aliases).
+	AllocateNamed(ctx context.Context, o Owner, c *ipamconf.Config, requested []netip.Addr, names []string) ([]netip.Addr, error)
+}
+
 // Requested returns the requested address of r's family, validated against
 // r. Requests were checked before (ipamconf.CheckRequests); this keeps a
 // store from reserving an address no range allows, whoever calls it.

@@ -223,12 +223,37 @@ type Tenant struct {
 	BridgeIndex int            `json:"bridgeIndex"`
 	Gateways    []netip.Addr   `json:"gateways"`
 	Subnets     []netip.Prefix `json:"subnets"`
+	// Cluster is set when the network's reservations are in etcd: the
+	// names of the tenant's containers on other hosts are served too.
+	Cluster *Cluster `json:"cluster,omitempty"`
 }
 
 // Equal reports whether two tenants are served the same way.
 func (t Tenant) Equal(o Tenant) bool {
 	return t.Bridge == o.Bridge && t.Network == o.Network && t.Domain == o.Domain && t.BridgeIndex == o.BridgeIndex &&
-		slices.Equal(t.Gateways, o.Gateways) && slices.Equal(t.Subnets, o.Subnets)
+		slices.Equal(t.Gateways, o.Gateways) && slices.Equal(t.Subnets, o.Subnets) && t.Cluster.Equal(o.Cluster)
+}
+
+// Cluster is where a tenant's reservations are shared by its hosts (the
+// network's ipam.etcd) and which of those hosts this one is.
+type Cluster struct {
+	Endpoints []string `json:"endpoints"`
+	Prefix    string   `json:"prefix"`
+	CAFile    string   `json:"caFile,omitempty"`
+	CertFile  string   `json:"certFile,omitempty"`
+	KeyFile   string   `json:"keyFile,omitempty"`
+	// Node is this host's ipam.nodeName: its own containers' records are
+	// the ones in the state dir.
+	Node string `json:"node"`
+}
+
+// Equal reports whether two settings (nil: none) are the same.
+func (c *Cluster) Equal(o *Cluster) bool {
+	if c == nil || o == nil {
+		return c == o
+	}
+	return slices.Equal(c.Endpoints, o.Endpoints) && c.Prefix == o.Prefix && c.CAFile == o.CAFile &&
+		c.CertFile == o.CertFile && c.KeyFile == o.KeyFile && c.Node == o.Node
 }
 
 // Record is one container interface's names and addresses in a tenant.
@@ -277,4 +302,20 @@ type TenantHealth struct {
 	Listening []string `json:"listening"`
 	// Errors say why a socket is missing (the resolver retries).
 	Errors []string `json:"errors,omitempty"`
+	// Cluster is how the names of the tenant's other hosts are followed.
+	Cluster *ClusterHealth `json:"cluster,omitempty"`
+}
+
+// ClusterHealth is the resolver's view of a tenant's etcd.
+type ClusterHealth struct {
+	Endpoints []string `json:"endpoints"`
+	// Reached: the records of the other hosts are current.
+	Reached bool `json:"reached"`
+	// Since is when Reached last changed.
+	Since time.Time `json:"since"`
+	// Error is why etcd is out of reach.
+	Error string `json:"error,omitempty"`
+	// Records are the other hosts' records served (the last known ones
+	// while etcd is out of reach).
+	Records int `json:"records"`
 }

@@ -281,6 +281,10 @@ func (r Report) Problems(bridge string) []string {
 			for _, e := range t.Errors {
 				out = append(out, fmt.Sprintf("tenant %s (network %s): %s", t.Bridge, t.Network, e))
 			}
+			if c := t.Cluster; c != nil && !c.Reached {
+				out = append(out, fmt.Sprintf("tenant %s (network %s): names on other hosts: etcd at %s out of reach since %s (%s); serving the %d records last known",
+					t.Bridge, t.Network, strings.Join(c.Endpoints, ", "), c.Since.Format(time.RFC3339), c.Error, c.Records))
+			}
 		}
 		if bridge != "" && !seen {
 			out = append(out, fmt.Sprintf("the name resolver does not serve tenant %s", bridge))

@@ -34,7 +34,11 @@ func ipamPrepare(c *netconf.Config) *ipalloc.Pending {
 // the requests were checked against the same rules tenantnet-ipam applies.
 func ipamAdd(c *netconf.Config, a *skel.CmdArgs, p *ipalloc.Pending) (types.Result, error) {
 	if p != nil {
-		return p.Allocate(c.Gateway, c.Requests.IPs, a.ContainerID, a.IfName)
+		var names []string
+		if c.Names != nil {
+			names = c.Names.Of
+		}
+		return p.Allocate(c.Gateway, c.Requests.IPs, a.ContainerID, a.IfName, names)
 	}
 	return cniexec.Add(c.IPAMType, a.StdinData)
 }

@@ -33,6 +33,9 @@ func nameTenant(c *netconf.Config, br netlink.Link) names.Tenant {
 		t.Gateways = append(t.Gateways, r.Gateway)
 		t.Subnets = append(t.Subnets, r.Subnet)
 	}
+	if e := c.IPAM.Etcd; e != nil && inProcess(c.IPAMType) {
+		t.Cluster = &names.Cluster{Endpoints: e.Endpoints, Prefix: e.Prefix, CAFile: e.CAFile, CertFile: e.CertFile, KeyFile: e.KeyFile, Node: c.IPAM.NodeName}
+	}
 	return t
 }
 

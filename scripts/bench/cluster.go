@@ -31,6 +31,7 @@ type clusterRes struct {
 	Hosts, Per  int
 	Par         *parRes // every host's parallel ADDs, then DELs, together
 	EtcdLeft    int     // reservations left in etcd after every DEL
+	Names       *clusterNamesRes
 }
 
 // withEtcd adds ipam.etcd (the cluster's sockets, under prefix) and
@@ -72,7 +73,7 @@ func (b *bench) cluster() error {
 	defer cl.Stop()
 	r := &clusterRes{Hosts: b.o.ClusterHosts, Per: b.o.ClusterPer}
 	b.res.Cluster = r
-	return errors.Join(b.clusterLatency(cl, r), b.clusterIPAM(cl, r), b.clusterParallel(cl, r))
+	return errors.Join(b.clusterLatency(cl, r), b.clusterIPAM(cl, r), b.clusterParallel(cl, r), b.clusterNames(cl, r))
 }
 
 // clusterLatency: T-nft with ipam on files and on etcd, interleaved.

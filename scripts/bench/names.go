@@ -107,6 +107,33 @@ func fakeUpstream(ns *netNS) (func(), error) {
 	return func() { _ = srv.Shutdown() }, nil
 }
 
+// stateOnTmpfs moves h's state dir to tmpfs, where /run/tenantnet is on a
+// host (the bench's temp dir may be on a journalled disk, where creating a
+// file waits on the journal under load).
+func stateOnTmpfs(h *host) error {
+	d, err := tempDirIn(shmDir, h.K.Short+"-state")
+	if err != nil {
+		return err
+	}
+	h.Conf = withField(h.Conf, "stateDir", d)
+	return nil
+}
+
+// stopResolver makes sure no resolver (nor its cgroup) of h outlives the
+// bench, whatever happened.
+func stopResolver(h *host) {
+	if ps, err := nsProcesses(h.NS, ""); err == nil {
+		for pid := range ps {
+			_ = syscall.Kill(pid, syscall.SIGKILL)
+		}
+	}
+	var m map[string]any
+	_ = json.Unmarshal(h.Conf, &m)
+	if err := resolverd.RemoveCgroup(fmt.Sprint(m["stateDir"]), 2*time.Second); err != nil {
+		logf("names: %v", err)
+	}
+}
+
 func sh(ns *netNS, args ...string) error {
 	return runIn(ns, func() error {
 		out, err := exec.Command(args[0], args[1:]...).CombinedOutput()
@@ -133,30 +160,13 @@ func (b *bench) names() error {
 		return err
 	}
 	defer on.close()
-	// The state dir on tmpfs, as /run/tenantnet is on a host (the bench's
-	// temp dir may be on a journalled disk, where creating a file waits
-	// on the journal under load).
 	for _, h := range []*host{off, on} {
-		d, err := tempDirIn(shmDir, h.K.Short+"-state")
-		if err != nil {
+		if err := stateOnTmpfs(h); err != nil {
 			return err
 		}
-		h.Conf = withField(h.Conf, "stateDir", d)
 	}
 	on.Conf = withField(on.Conf, "names", map[string]any{})
-	// Whatever happens, no resolver (nor its cgroup) outlives the bench.
-	defer func() {
-		if ps, err := nsProcesses(on.NS, ""); err == nil {
-			for pid := range ps {
-				_ = syscall.Kill(pid, syscall.SIGKILL)
-			}
-		}
-		var m map[string]any
-		_ = json.Unmarshal(on.Conf, &m)
-		if err := resolverd.RemoveCgroup(fmt.Sprint(m["stateDir"]), 2*time.Second); err != nil {
-			logf("names: %v", err)
-		}
-	}()
+	defer stopResolver(on)
 
 	// The host's upstream: a DNS server in an "outside" namespace behind
 	// the host's eth0, named by the resolv.conf the resolver reads (a file
@@ -391,20 +401,11 @@ func (b *bench) namesSection(m *md) {
 	m.p("per ADD, and on a journalled disk creating a file can wait on the journal. %d iterations of ADD then DEL of a", b.o.N)
 	m.p("new container (with `K8S_POD_NAME`) on each, interleaved (ms):")
 	m.p("")
+	m.table([]string{"", "ADD p50", "ADD p95", "DEL p50", "DEL p95", "failures"}, onOffRows(&r.Off, &r.On))
 	var rows [][]string
-	for _, x := range []struct {
-		label string
-		s     *opStats
-	}{{"names off", &r.Off}, {"names on", &r.On}} {
-		rows = append(rows, []string{x.label, ms(x.s.Add.pct(50)), ms(x.s.Add.pct(95)), ms(x.s.Del.pct(50)), ms(x.s.Del.pct(95)), failStr(x.s.Fails, x.s.FirstErr)})
-	}
-	rows = append(rows, []string{"on / off", fmtRatio(ratio(r.On.Add.pct(50), r.Off.Add.pct(50))), fmtRatio(ratio(r.On.Add.pct(95), r.Off.Add.pct(95))),
-		fmtRatio(ratio(r.On.Del.pct(50), r.Off.Del.pct(50))), fmtRatio(ratio(r.On.Del.pct(95), r.Off.Del.pct(95))), ""})
-	m.table([]string{"", "ADD p50", "ADD p95", "DEL p50", "DEL p95", "failures"}, rows)
 	m.p("Queries (UDP, A) from a container of the tenant, interleaved; the host's upstream is a DNS server in an")
 	m.p("\"outside\" namespace behind the host's uplink, named by the host's resolv.conf, asked directly for comparison:")
 	m.p("")
-	rows = nil
 	for _, q := range r.Queries {
 		rows = append(rows, []string{q.Label, us(q.D.pct(50)), us(q.D.pct(95)), fmt.Sprint(len(q.D)), fmt.Sprint(q.Fails)})
 	}
@@ -412,4 +413,18 @@ func (b *bench) namesSection(m *md) {
 	m.p("Resolver processes (`tenantnet-dns`) in the host namespace: %d with %d tenants with names; %d in the host", r.Resolvers, r.Tenants, r.ResolversOff)
 	m.p("without names; %d once every container was deleted (it leaves with the last tenant).", r.ResolversAfterDels)
 	m.p("")
+}
+
+// onOffRows are the table rows of ADD and DEL with names off and on, and
+// their ratios.
+func onOffRows(off, on *opStats) [][]string {
+	var rows [][]string
+	for _, x := range []struct {
+		label string
+		s     *opStats
+	}{{"names off", off}, {"names on", on}} {
+		rows = append(rows, []string{x.label, ms(x.s.Add.pct(50)), ms(x.s.Add.pct(95)), ms(x.s.Del.pct(50)), ms(x.s.Del.pct(95)), failStr(x.s.Fails, x.s.FirstErr)})
+	}
+	return append(rows, []string{"on / off", fmtRatio(ratio(on.Add.pct(50), off.Add.pct(50))), fmtRatio(ratio(on.Add.pct(95), off.Add.pct(95))),
+		fmtRatio(ratio(on.Del.pct(50), off.Del.pct(50))), fmtRatio(ratio(on.Del.pct(95), off.Del.pct(95))), ""})
 }

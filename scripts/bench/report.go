@@ -131,6 +131,7 @@ func (b *bench) targets() []target {
 		ts = append(ts, le("6. tenantnet-ipam p50, big / small", math.NaN(), 1.5, ""))
 	}
 	ts = append(ts, b.clusterTargets()...)
+	ts = append(ts, b.clusterNamesTargets()...)
 	return append(ts, b.namesTargets()...)
 }
 
@@ -473,6 +474,7 @@ func (b *bench) report() string {
 				m.p("")
 			}
 		}
+		m.clusterNamesSection(c.Names, o.N)
 	}
 	b.namesSection(&m)
 

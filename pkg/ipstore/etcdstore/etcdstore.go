@@ -24,6 +24,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -82,18 +83,11 @@ func Open(o ipstore.Options, e *ipamconf.Etcd) (*Store, error) {
 	if err := o.ResolveBootID(); err != nil {
 		return nil, err
 	}
-	tc, err := tlsConfig(e)
+	cfg, err := ClientConfig(e)
 	if err != nil {
 		return nil, err
 	}
-	cli, err := clientv3.New(clientv3.Config{
-		Endpoints:   e.Endpoints,
-		DialTimeout: ConnectTimeout,
-		TLS:         tc,
-		// A plugin's stdout is its result; the client's logs would only
-		// interleave with the runtime's view of stderr.
-		Logger: zap.NewNop(),
-	})
+	cli, err := clientv3.New(cfg)
 	if err != nil {
 		return nil, cnierr.Config("ipam.etcd.endpoints", "%v", err)
 	}
@@ -104,6 +98,23 @@ func Open(o ipstore.Options, e *ipamconf.Etcd) (*Store, error) {
 		node:      o.Node,
 		bootID:    o.BootID,
 		dir:       filepath.Join(o.Dir(), "etcd"),
+	}, nil
+}
+
+// ClientConfig is how a client of e is made: endpoints, TLS (errors in
+// its files are configuration errors, code 7), the connect timeout.
+func ClientConfig(e *ipamconf.Etcd) (clientv3.Config, error) {
+	tc, err := tlsConfig(e)
+	if err != nil {
+		return clientv3.Config{}, err
+	}
+	return clientv3.Config{
+		Endpoints:   e.Endpoints,
+		DialTimeout: ConnectTimeout,
+		TLS:         tc,
+		// A plugin's stdout is its result; the client's logs would only
+		// interleave with the runtime's view of stderr.
+		Logger: zap.NewNop(),
 	}, nil
 }
 
@@ -254,14 +265,22 @@ func (s *Store) settle(ctx context.Context) error {
 
 // ---- allocate --------------------------------------------------------------
 
-// Allocate reserves one address per range for o in one transaction that
-// succeeds only if every address key and o's owner record are absent.
+// Allocate is AllocateNamed without names.
+func (s *Store) Allocate(ctx context.Context, o ipstore.Owner, c *ipamconf.Config, requested []netip.Addr) ([]netip.Addr, error) {
+	return s.AllocateNamed(ctx, o, c, requested, nil)
+}
+
+var _ ipstore.Naming = (*Store)(nil)
+
+// AllocateNamed reserves one address per range for o in one transaction
+// that succeeds only if every address key and o's owner record are absent;
+// the owner record carries names.
 //
 // The first try takes, unread, the first usable address after each
 // cursor: with round-robin allocation it is free, and the ADD costs one
 // round trip. When the try fails, the same transaction has read what a
 // second choice needs: o's record and the reserved keys after each cursor.
-func (s *Store) Allocate(ctx context.Context, o ipstore.Owner, c *ipamconf.Config, requested []netip.Addr) ([]netip.Addr, error) {
+func (s *Store) AllocateNamed(ctx context.Context, o ipstore.Owner, c *ipamconf.Config, requested []netip.Addr, names []string) ([]netip.Addr, error) {
 	ctx, cancel := callCtx(ctx)
 	defer cancel()
 	if err := s.settle(ctx); err != nil {
@@ -291,7 +310,7 @@ func (s *Store) Allocate(ctx context.Context, o ipstore.Owner, c *ipamconf.Confi
 			reads = append(reads, p.windowOp(p.start))
 		}
 		for attempt := 0; attempt < maxAttempts; attempt++ {
-			resp, err := s.create(ctx, o, ownerKey, picked, reads)
+			resp, err := s.create(ctx, o, ownerKey, picked, names, reads)
 			if err != nil {
 				return nil, err
 			}
@@ -308,7 +327,14 @@ func (s *Store) Allocate(ctx context.Context, o ipstore.Owner, c *ipamconf.Confi
 				var v ownerValue
 				_ = json.Unmarshal(kvs[0].Value, &v)
 				if held := v.addrs(); ipstore.Satisfies(held, c, requested) {
-					return held, nil
+					if slices.Equal(v.Names, names) {
+						return held, nil
+					}
+					// A re-ADD with other names: same addresses, new names.
+					if renamed, err := s.rename(ctx, ownerKey, kvs[0].ModRevision, v, names); err != nil || renamed {
+						return held, err
+					}
+					break // the record changed meanwhile: start over
 				}
 				// Different requests now: start clean.
 				if _, err := s.releaseKV(ctx, ownerKey, kvs[0].CreateRevision, v); err != nil {
@@ -356,9 +382,9 @@ func (s *Store) Allocate(ctx context.Context, o ipstore.Owner, c *ipamconf.Confi
 // create tries to reserve picked for o: one transaction that creates the
 // address keys and o's record only if none of them exists, and otherwise
 // reads each of them and runs reads.
-func (s *Store) create(ctx context.Context, o ipstore.Owner, ownerKey string, picked []netip.Addr, reads []clientv3.Op) (*clientv3.TxnResponse, error) {
+func (s *Store) create(ctx context.Context, o ipstore.Owner, ownerKey string, picked []netip.Addr, names []string, reads []clientv3.Op) (*clientv3.TxnResponse, error) {
 	now := time.Now().UTC()
-	ov := ownerValue{BootID: s.bootID, Since: now}
+	ov := ownerValue{BootID: s.bootID, Since: now, Names: names}
 	cmps := []clientv3.Cmp{clientv3.Compare(clientv3.Version(ownerKey), "=", 0)}
 	var puts, els []clientv3.Op
 	for _, a := range picked {
@@ -379,6 +405,18 @@ func (s *Store) create(ctx context.Context, o ipstore.Owner, ownerKey string, pi
 		_ = s.journal(o, now)
 	}
 	return resp, err
+}
+
+// rename replaces the names of an owner record that is still at rev; a
+// put keeps the record's create revision, which its release compares.
+func (s *Store) rename(ctx context.Context, key string, rev int64, v ownerValue, names []string) (bool, error) {
+	v.Names = names
+	b, _ := json.Marshal(v)
+	resp, err := s.txn(ctx, []clientv3.Cmp{clientv3.Compare(clientv3.ModRevision(key), "=", rev)}, []clientv3.Op{clientv3.OpPut(key, string(b))}, nil)
+	if err != nil {
+		return false, err
+	}
+	return resp.Succeeded, nil
 }
 
 // picker finds free addresses of one range from a window of reserved keys

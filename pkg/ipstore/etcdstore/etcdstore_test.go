@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -423,5 +424,60 @@ func TestSweepKeepsThisBoot(t *testing.T) {
 	again := openStore(t, eps, prefix, dir, "n1")
 	if held, err := again.Lookup(ctx, storetest.Owner(1)); err != nil || len(held) != 1 || held[0] != a[0] {
 		t.Fatalf("a second sweep in the same boot released %v: %v %v", a, held, err)
+	}
+}
+
+// An attachment's names go with its reservation, for the other hosts'
+// resolvers: a re-ADD with other names keeps the addresses and replaces the
+// names (without a write when they are the same), and the release removes
+// them with the addresses.
+func TestNamesGoWithTheReservation(t *testing.T) {
+	eps := cluster(t).Endpoints()
+	prefix := newPrefix()
+	c := storetest.Conf(t, `{"type":"tenantnet-ipam","ranges":[{"subnet":"10.1.1.0/24"},{"subnet":"fd00:1::/64"}]}`)
+	s := openStore(t, eps, prefix, t.TempDir(), "n1")
+	o := storetest.Owner(1)
+	attachment := func() (Attachment, int64, int64) {
+		t.Helper()
+		resp, err := s.cli.Get(ctx, Attachments(prefix, "net"), clientv3.WithPrefix())
+		if err != nil || len(resp.Kvs) != 1 {
+			t.Fatalf("attachments: %v %v", resp, err)
+		}
+		kv := resp.Kvs[0]
+		a, ok := ParseAttachment(prefix, "net", kv.Key, kv.Value)
+		if !ok {
+			t.Fatalf("cannot parse %s = %s", kv.Key, kv.Value)
+		}
+		return a, kv.CreateRevision, kv.ModRevision
+	}
+	addrs, err := s.AllocateNamed(ctx, o, c, nil, []string{"web", "www"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, created, modified := attachment()
+	if a.Node != "n1" || a.Owner != o || !slices.Equal(a.Addrs, addrs) || !slices.Equal(a.Names, []string{"web", "www"}) {
+		t.Fatalf("attachment %+v, want n1, %s, %v, [web www]", a, o, addrs)
+	}
+	if again, err := s.AllocateNamed(ctx, o, c, nil, []string{"web", "www"}); err != nil || !slices.Equal(again, addrs) {
+		t.Fatalf("re-ADD: %v %v", again, err)
+	}
+	if _, _, mod := attachment(); mod != modified {
+		t.Fatal("a re-ADD with the same names wrote the record")
+	}
+	if again, err := s.AllocateNamed(ctx, o, c, nil, []string{"db"}); err != nil || !slices.Equal(again, addrs) {
+		t.Fatalf("re-ADD with other names: %v %v", again, err)
+	}
+	a, cr, _ := attachment()
+	if !slices.Equal(a.Names, []string{"db"}) || !slices.Equal(a.Addrs, addrs) || cr != created {
+		t.Fatalf("after a re-ADD with other names: %+v (create revision %d, was %d)", a, cr, created)
+	}
+	if err := s.Release(ctx, o); err != nil {
+		t.Fatal(err)
+	}
+	if resp, err := s.cli.Get(ctx, prefix, clientv3.WithPrefix(), clientv3.WithCountOnly()); err != nil || resp.Count != 0 {
+		t.Fatalf("left after the release: %v %v", resp, err)
+	}
+	if _, ok := ParseAttachment(prefix, "net", []byte(prefix+"ipam/net/ips/v4/010.001.001.002"), []byte(`{}`)); ok {
+		t.Fatal("an address key read as an attachment")
 	}
 }

@@ -1,6 +1,7 @@
 package etcdstore
 
 import (
+	"encoding/json"
 	"fmt"
 	"net/netip"
 	"strconv"
@@ -17,11 +18,11 @@ import (
 //	owners/<node>/<containerID>@<ifname> -> ownerValue (what the attachment holds)
 //
 // Addresses are written fixed-width so that keys sort as addresses do: the
-// search for a free address is one bounded range read from a cursor. All of
-// a network is under one prefix, so a watcher (a DNS server, later) follows
-// a network's reservations with one watch on ips/. Owner records are per
-// node, so GC, the reboot sweep and releasing a dead node read that node's
-// records only.
+// search for a free address is one bounded range read from a cursor. Owner
+// records are per node, so GC, the reboot sweep and releasing a dead node
+// read that node's records only. An owner record holds all of an
+// attachment's addresses and its names, so the resolvers of the other hosts
+// follow a network's attachments with one watch on owners/ (Attachments).
 //
 // An address key and its owner record are created in one transaction, so
 // the address key's create revision is the owner record's: a release
@@ -41,6 +42,9 @@ type ownerValue struct {
 	Addrs  []string  `json:"addrs"`
 	BootID string    `json:"bootID"`
 	Since  time.Time `json:"since"`
+	// Names are the attachment's DNS names (pkg/names), for the resolvers
+	// of the other hosts.
+	Names []string `json:"names,omitempty"`
 }
 
 func (v ownerValue) addrs() []netip.Addr {
@@ -89,4 +93,32 @@ func parseAddrKey(k string) (netip.Addr, bool) {
 		b[n] = byte(v)
 	}
 	return netip.AddrFrom4(b), true
+}
+
+// Attachment is one attachment of a network as every host sees it in etcd.
+type Attachment struct {
+	Node  string
+	Owner ipstore.Owner
+	Addrs []netip.Addr
+	Names []string
+}
+
+// Attachments is the key prefix of every node's attachments of network
+// under prefix (ipam.etcd.prefix).
+func Attachments(prefix, network string) string { return prefix + "ipam/" + network + "/owners/" }
+
+// ParseAttachment reads a key under Attachments(prefix, network) and its
+// value; false for a key that is not an attachment's.
+func ParseAttachment(prefix, network string, key, value []byte) (Attachment, bool) {
+	rest, ok := strings.CutPrefix(string(key), Attachments(prefix, network))
+	node, ownerKey, ok2 := strings.Cut(rest, "/")
+	if !ok || !ok2 || node == "" {
+		return Attachment{}, false
+	}
+	o, ok := ipstore.ParseOwnerKey(ownerKey)
+	var v ownerValue
+	if !ok || json.Unmarshal(value, &v) != nil {
+		return Attachment{}, false
+	}
+	return Attachment{Node: node, Owner: o, Addrs: v.addrs(), Names: v.Names}, true
 }
