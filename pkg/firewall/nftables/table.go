@@ -235,26 +235,33 @@ func (d *desc) describeNAT(p plan) {
 		daddr := &expr.Payload{DestRegister: second, Base: expr.PayloadBaseNetworkHeader, Offset: daddrOff(v4), Len: addrLen(v4)}
 		oifname := &expr.Meta{Key: expr.MetaKeyOIFNAME, Register: second}
 		notMcast := prefixMatch(v4, true, mcast(v4), true)
-		acceptV := &expr.Verdict{Kind: expr.VerdictAccept}
 		family := uint32(unix.NFPROTO_IPV4)
 		if !v4 {
 			family = unix.NFPROTO_IPV6
 		}
+		// Untranslated is a NAT decision of its own: an accept would only
+		// end this table's chain, and a MASQUERADE in another table (an
+		// iptables-nft rule of the host's) would still translate. A source
+		// NAT to the packet's own source address binds the connection as it
+		// is, and the kernel consults no further NAT chain once a
+		// connection is bound.
+		untranslated := []expr.Any{saddr,
+			&expr.NAT{Type: expr.NATTypeSourceNAT, Family: family, RegAddrMin: reg1, RegAddrMax: reg1}}
 		snatTo := func(set string, key ...expr.Any) []expr.Any {
 			return append(key, &expr.Lookup{SourceRegister: reg1, SetName: set, DestRegister: reg1, IsDestRegSet: true},
 				&expr.NAT{Type: expr.NATTypeSourceNAT, Family: family, RegAddrMin: reg1, RegAddrMax: reg1})
 		}
 		if len(exempt) > 0 {
 			d.addSet(&nftables.Set{Name: "natexempt" + f, KeyType: pair, Interval: true, Concatenation: true}, exempt)
-			d.rule("postrouting", nil, nfproto(v4), []expr.Any{saddr, daddr, &expr.Lookup{SourceRegister: reg1, SetName: "natexempt" + f}, acceptV})
+			d.rule("postrouting", nil, nfproto(v4), []expr.Any{saddr, daddr, &expr.Lookup{SourceRegister: reg1, SetName: "natexempt" + f}}, untranslated)
 		}
 		d.addSet(&nftables.Set{Name: "natinner" + f, KeyType: pair, Interval: true, Concatenation: true}, inner)
 		d.rule("postrouting", nil, nfproto(v4), []expr.Any{saddr, daddr, &expr.Lookup{SourceRegister: reg1, SetName: "natinner" + f},
 			&expr.Ct{Register: reg1, Key: expr.CtKeySTATUS},
 			&expr.Bitwise{SourceRegister: reg1, DestRegister: reg1, Len: 4,
 				Mask: binaryutil.NativeEndian.PutUint32(ipsDstNAT), Xor: binaryutil.NativeEndian.PutUint32(0)},
-			&expr.Cmp{Op: expr.CmpOpEq, Register: reg1, Data: binaryutil.NativeEndian.PutUint32(0)},
-			acceptV})
+			&expr.Cmp{Op: expr.CmpOpEq, Register: reg1, Data: binaryutil.NativeEndian.PutUint32(0)}},
+			untranslated)
 		if len(snatOut) > 0 {
 			d.addSet(&nftables.Set{Name: "natsnatout" + f, IsMap: true, KeyType: byOut, DataType: addrType, Interval: true, Concatenation: true}, snatOut)
 			d.rule("postrouting", nil, nfproto(v4), notMcast, snatTo("natsnatout"+f, saddr, oifname))
