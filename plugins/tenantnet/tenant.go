@@ -15,6 +15,7 @@ import (
 	"github.com/tenantnet/tenantnet/pkg/cnierr"
 	"github.com/tenantnet/tenantnet/pkg/firewall"
 	"github.com/tenantnet/tenantnet/pkg/netconf"
+	"github.com/tenantnet/tenantnet/pkg/netlinkx"
 	"github.com/tenantnet/tenantnet/pkg/state"
 	"github.com/tenantnet/tenantnet/pkg/tenant"
 	"github.com/tenantnet/tenantnet/pkg/uplink"
@@ -398,12 +399,15 @@ func (hs *host) unbuild(t *state.Tenant) error {
 		}
 		errs = append(errs, bridge.Release(hs.nl, up))
 		if t.Links.Mode == "flat" {
-			br, err1 := hs.nl.LinkByName(t.Spec.Bridge)
-			trunk, err2 := hs.nl.LinkByName(t.Links.Trunk)
-			if err1 == nil && err2 == nil {
-				errs = append(errs, uplink.Restore(hs.nl, br, trunk, u.Moved))
-			} else {
+			// The trunk gets back what it had, also when the bridge is gone;
+			// a trunk that is gone took its addresses with it.
+			br, err1 := netlinkx.Lookup(hs.nl, t.Spec.Bridge)
+			trunk, err2 := netlinkx.Lookup(hs.nl, t.Links.Trunk)
+			switch {
+			case err1 != nil || err2 != nil:
 				errs = append(errs, fmt.Errorf("give addresses back to %s: %w", t.Links.Trunk, errors.Join(err1, err2)))
+			case trunk != nil:
+				errs = append(errs, uplink.Restore(hs.nl, br, trunk, u.Moved)) // br nil: gone
 			}
 		}
 	}

@@ -2,6 +2,8 @@ package e2e
 
 import (
 	"net"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -195,5 +197,45 @@ func TestReusedAddressReachableAtOnce(t *testing.T) {
 	}
 	if err := peers[0].Ping("10.1.1.50", 3, time.Second); err != nil {
 		t.Fatalf("a peer cannot reach the reused static address at once: %v", err)
+	}
+}
+
+// A flat-mode DEL succeeds when the bridge or the trunk has gone: the trunk
+// gets its addresses and routes back if it still exists, and nothing of the
+// tenant stays recorded (a DEL that can never succeed keeps pods stuck).
+func TestFlatModeDelAfterLinksVanished(t *testing.T) {
+	t.Parallel()
+	for _, gone := range []string{"bridge", "trunk"} {
+		t.Run(gone, func(t *testing.T) {
+			t.Parallel()
+			h, _ := node(t)
+			lan := harness.NewNS(t, "lan")
+			harness.Veth(t, h.NS, "trunk0", lan, "eth0")
+			harness.Addr(t, h.NS, "trunk0", "192.168.50.10/24")
+			harness.Addr(t, lan, "eth0", "192.168.50.1/24")
+			harness.Route(t, h.NS, "10.99.0.0/16", "192.168.50.254", "trunk0")
+			before := h.Snapshot(t)
+			conf := h.Conf(`{"name":"flat","trunk":"trunk0","bridge":"tnt-flat","ipam":{"subnet":"10.1.8.0/24"}}`)
+			c := harness.NewContainer(t, "c1")
+			h.Add(conf, c)
+			if gone == "bridge" {
+				h.Sh(t, "ip", "link", "del", "tnt-flat")
+			} else {
+				h.Sh(t, "ip", "link", "del", "trunk0")
+			}
+			if _, err := h.Exec(harness.Call{Command: "DEL", Conf: conf, Container: c}); err != nil {
+				t.Fatalf("DEL after the %s was deleted: %v", gone, err)
+			}
+			if recs, _ := os.ReadDir(filepath.Join(h.StateDir, "tenants")); hasJSON(recs) {
+				t.Fatalf("tenant record left: %v", recs)
+			}
+			if gone == "bridge" {
+				if after := h.Snapshot(t); after != before {
+					t.Fatalf("trunk not given back:\n%s", harness.Diff(before, after))
+				}
+				h.MustReach(t, "192.168.50.1")
+			}
+			h.Del(conf, c) // and again: nothing left to do
+		})
 	}
 }
