@@ -162,19 +162,22 @@ func (hs *host) intact(want *state.Tenant) (netlink.Link, error) {
 
 // backendFor resolves the config's firewallBackend against the host: one
 // host, one backend, or isolation between tenants of two backends would be
-// nobody's job.
-func (hs *host) backendFor(c *netconf.Config, others []*state.Tenant) (string, error) {
+// nobody's job. previous is the backend the host used until now when the
+// host's only tenant moves to another one: its rules must go.
+func (hs *host) backendFor(c *netconf.Config, others []*state.Tenant) (backend, previous string, err error) {
 	h, err := hs.st.ReadHost()
 	if err != nil {
-		return "", err
+		return "", "", err
 	}
-	if h.Backend == "" || len(others) == 0 {
-		return firewall.Resolve(c.Backend), nil
+	switch {
+	case h.Backend == "":
+		return firewall.Resolve(c.Backend), "", nil
+	case c.Backend == netconf.BackendAuto || c.Backend == h.Backend:
+		return h.Backend, "", nil
+	case len(others) > 0:
+		return "", "", cnierr.Config("firewallBackend", "%q, but this host's tenants already use %q; all tenantnet networks on a host must share one backend (or say \"auto\")", c.Backend, h.Backend)
 	}
-	if c.Backend != netconf.BackendAuto && c.Backend != h.Backend {
-		return "", cnierr.Config("firewallBackend", "%q, but this host's tenants already use %q; all tenantnet networks on a host must share one backend (or say \"auto\")", c.Backend, h.Backend)
-	}
-	return h.Backend, nil
+	return c.Backend, h.Backend, nil
 }
 
 // ensure creates, repairs or reconfigures the tenant, under the host lock and
@@ -203,7 +206,7 @@ func (hs *host) ensure(c *netconf.Config, want *state.Tenant) error {
 	if err := checkOverlap(want, others); err != nil {
 		return err
 	}
-	backend, err := hs.backendFor(c, others)
+	backend, previous, err := hs.backendFor(c, others)
 	if err != nil {
 		return err
 	}
@@ -236,6 +239,15 @@ func (hs *host) ensure(c *netconf.Config, want *state.Tenant) error {
 			}
 		}
 		return fmt.Errorf("apply %s rules for tenant %s: %w", fw.Name(), c.Bridge, err)
+	}
+	if previous != "" {
+		old, err := hs.fwFor(previous)
+		if err == nil {
+			err = old.Apply(nil)
+		}
+		if err != nil {
+			return fmt.Errorf("remove the rules of the previous firewall backend %s: %w", previous, err)
+		}
 	}
 	if err := hs.st.WriteHost(state.Host{Backend: backend}); err != nil {
 		return cnierr.IO("write host record: %v", err)

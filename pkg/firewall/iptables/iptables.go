@@ -71,35 +71,27 @@ func (b *Backend) Ready() error {
 	return err
 }
 
-func needsV6(ts []tenant.Spec) bool {
-	for _, t := range ts {
-		for _, s := range t.Subnets {
-			if !s.Addr().Is4() {
-				return true
-			}
-		}
-	}
-	return false
+// ipv6 reports whether this kernel has IPv6 (disabled at boot, there is no
+// IPv6 traffic to filter).
+func ipv6() bool {
+	_, err := os.Stat("/proc/sys/net/ipv6")
+	return err == nil
 }
 
-// Apply makes tenantnet's rules exactly those of ts, in both families.
-// IPv6 isolation is applied whenever ip6tables works, even for IPv4-only
-// tenants: a host that forwards IPv6 for other reasons must not become a
-// path between tenants. It is only an error when a tenant has IPv6.
+// Apply makes tenantnet's rules exactly those of ts, in both families. The
+// IPv6 rules are there for IPv4-only tenants too: every bridge has an IPv6
+// link-local address and the host may forward IPv6 for reasons of its own,
+// so without them a switched-only tenant would reach the host, and a tenant
+// another tenant, over IPv6 (the nftables backend's inet table filters both
+// families always; both backends must refuse the same packets).
 func (b *Backend) Apply(ts []tenant.Spec) error {
 	if err := b.v4.apply(ts); err != nil {
 		return err
 	}
-	// Without an IPv6 tenant the host routes no IPv6 between tenant
-	// bridges (they carry only link-local addresses), so IPv6 rules would
-	// only be clutter.
-	if needsV6(ts) {
-		return b.v6.apply(ts)
+	if !ipv6() {
+		return nil
 	}
-	if err := b.v6.apply(nil); err != nil {
-		fmt.Fprintf(os.Stderr, "tenantnet: remove IPv6 rules: %v\n", err)
-	}
-	return nil
+	return b.v6.apply(ts)
 }
 
 func (f *family) apply(ts []tenant.Spec) error {
@@ -207,7 +199,7 @@ func (b *Backend) Present(t tenant.Spec) (bool, error) {
 // Check verifies that every rule of t, and the jumps, are installed.
 func (b *Backend) Check(all []tenant.Spec, t tenant.Spec) error {
 	for _, f := range []*family{&b.v4, &b.v6} {
-		if f.v6 && !needsV6(all) {
+		if f.v6 && !ipv6() {
 			continue
 		}
 		ipt, err := f.get()
