@@ -64,7 +64,7 @@ func TestCheckPassesThenNamesWhatBroke(t *testing.T) {
 
 const hostVethName = "<host veth>"
 
-func hostVeth(c *harness.Container) string { return harness.HostVeth(c) }
+func hostVeth(c *harness.Container) string { return harness.HostVeth("tnt-blue", c) }
 
 // deleteTenantRule removes one of tenantnet's rules for bridge, whichever
 // backend the host uses.

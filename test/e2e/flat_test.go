@@ -70,7 +70,7 @@ func TestMTUAppliesToBridgeAndBothVethEnds(t *testing.T) {
 	for _, l := range []struct {
 		ns   *harness.NS
 		name string
-	}{{h.NS, "tnt-blue"}, {h.NS, harness.HostVeth(c)}, {c.NS, "eth0"}} {
+	}{{h.NS, "tnt-blue"}, {h.NS, harness.HostVeth("tnt-blue", c)}, {c.NS, "eth0"}} {
 		if mtu := l.ns.Link(t, l.name).Attrs().MTU; mtu != 1400 {
 			t.Fatalf("%s has mtu %d, want 1400", l.name, mtu)
 		}

@@ -228,3 +228,64 @@ func TestFailedFirstAddLeavesNothing(t *testing.T) {
 		t.Fatalf("%d reservations left", n)
 	}
 }
+
+// cnitool add blue NS; cnitool add red NS: the same container and interface
+// name in a second network is refused, and nothing of the first moves.
+func TestSameContainerInSecondNetworkRefused(t *testing.T) {
+	t.Parallel()
+	h, _ := node(t)
+	before := h.Snapshot(t)
+	blue := tenantConf(h, "blue", "tnt-blue", "10.1.1.0/24", "")
+	red := tenantConf(h, "red", "tnt-red", "10.1.2.0/24", "")
+	c := harness.NewContainer(t, "c1")
+	ip := harness.IP(t, h.Add(blue, c))
+	mid := h.Snapshot(t)
+	if _, err := h.TryAdd(red, c, ""); err == nil {
+		t.Fatal("ADD of the same container and interface into a second network succeeded")
+	} else {
+		harness.MustContain(t, err.Error(), "eth0")
+	}
+	if after := h.Snapshot(t); after != mid {
+		t.Fatalf("the refused ADD changed the host:\n%s", harness.Diff(mid, after))
+	}
+	if got := c.Addrs(t, "eth0"); len(got) != 1 || got[0].Addr().String() != ip {
+		t.Fatalf("the container's eth0 has %v, want blue's %s", got, ip)
+	}
+	c.MustReach(t, "10.1.1.1")
+	// The runtime cleans up after the failed ADD: blue keeps its attachment.
+	h.Del(red, c)
+	c.MustReach(t, "10.1.1.1")
+	h.Del(blue, c)
+	if after := h.Snapshot(t); after != before {
+		t.Fatalf("host differs after the last DEL:\n%s", harness.Diff(before, after))
+	}
+}
+
+// A DEL deletes only its own attachment's link: here blue's record names
+// red's host veth, as a record written before host names depended on the
+// bridge can after the same container joined both networks.
+func TestDelLeavesOtherAttachmentsLink(t *testing.T) {
+	t.Parallel()
+	h, _ := node(t)
+	blue := tenantConf(h, "blue", "tnt-blue", "10.1.1.0/24", "")
+	red := tenantConf(h, "red", "tnt-red", "10.1.2.0/24", "")
+	b, _ := containers(t, h, blue, "b1")
+	r, _ := containers(t, h, red, "r1")
+	rec := filepath.Join(h.StateDir, "attachments", "tnt-blue", b[0].ID+"@eth0.json")
+	js, err := os.ReadFile(rec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mine, theirs := harness.HostVeth("tnt-blue", b[0]), harness.HostVeth("tnt-red", r[0])
+	if err := os.WriteFile(rec, []byte(strings.Replace(string(js), mine, theirs, 1)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	h.Del(blue, b[0])
+	if !h.LinkExists(t, theirs) {
+		t.Fatal("blue's DEL deleted red's veth")
+	}
+	if h.LinkExists(t, mine) || h.LinkExists(t, "tnt-blue") {
+		t.Fatal("blue's DEL left blue's own veth or bridge")
+	}
+	r[0].MustReach(t, "10.1.2.1")
+}

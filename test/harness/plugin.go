@@ -256,5 +256,6 @@ func MustContain(t testing.TB, s string, parts ...string) {
 	}
 }
 
-// HostVeth is the host end of a container's veth (the plugin's naming rule).
-func HostVeth(c *Container) string { return veth.HostName(c.ID, c.IfName) }
+// HostVeth is the host end of a container's veth on bridge (the plugin's
+// naming rule).
+func HostVeth(bridge string, c *Container) string { return veth.HostName(bridge, c.ID, c.IfName) }
