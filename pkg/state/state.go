@@ -141,9 +141,20 @@ func (d Dir) ReadTenant(bridge string) (*Tenant, error) {
 // WriteTenant writes a tenant record atomically.
 func (d Dir) WriteTenant(t *Tenant) error { return writeJSON(d.tenantPath(t.Spec.Bridge), t) }
 
-// RemoveTenant removes a tenant record (its lock file stays: removing a
-// lock file others may be waiting on would split them onto two locks).
+// RemoveTenant removes a tenant record.
 func (d Dir) RemoveTenant(bridge string) error { return fsx.Remove(d.tenantPath(bridge)) }
+
+// ForgetTenant removes what the state dir keeps of a tenant that is gone, or
+// never came: its attachment directory and its lock file. tl is the tenant's
+// lock, held exclusively (with the host lock) after the last attachment
+// went, so no ADD stands between its lock and its attachment record; an ADD
+// waiting on the lock file starts over on a new one (package flock).
+func (d Dir) ForgetTenant(bridge string, tl *flock.Lock) error {
+	if err := os.RemoveAll(d.attachDir(bridge)); err != nil {
+		return err
+	}
+	return tl.Remove()
+}
 
 // Tenants returns every tenant record on the host.
 func (d Dir) Tenants() ([]*Tenant, error) {

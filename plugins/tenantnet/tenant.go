@@ -494,10 +494,15 @@ func (hs *host) maybeTeardown(bridgeName string) error {
 		return cnierr.IO("read tenant records: %v", err)
 	}
 	rec, others := split(all, bridgeName)
-	if rec == nil {
-		return nil // torn down already
+	if rec != nil {
+		if err := hs.teardown(rec, others); err != nil {
+			return err
+		}
 	}
-	return hs.teardown(rec, others)
+	if err := hs.st.ForgetTenant(bridgeName, tl); err != nil {
+		return cnierr.IO("remove state of tenant %s: %v", bridgeName, err)
+	}
+	return nil
 }
 
 // split picks the tenant on bridge out of all.

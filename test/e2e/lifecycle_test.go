@@ -289,3 +289,60 @@ func TestDelLeavesOtherAttachmentsLink(t *testing.T) {
 	}
 	r[0].MustReach(t, "10.1.2.1")
 }
+
+// When a tenant goes, the state dir keeps nothing of it: no lock file, no
+// attachment directory; nor of a bridge a DEL or GC named that never had a
+// tenant.
+func TestStateDirKeepsNothingOfGoneTenants(t *testing.T) {
+	t.Parallel()
+	h, _ := node(t)
+	blue := tenantConf(h, "blue", "tnt-blue", "10.1.1.0/24", "")
+	red := tenantConf(h, "red", "tnt-red", "10.1.2.0/24", "")
+	b, _ := containers(t, h, blue, "b1", "b2")
+	r, _ := containers(t, h, red, "r1")
+	for _, c := range b {
+		h.Del(blue, c)
+	}
+	h.Del(red, r[0])
+	never := tenantConf(h, "never", "tnt-never", "10.1.3.0/24", "")
+	if _, err := h.Exec(harness.Call{Command: "DEL", Conf: never, ID: "tnt-nobody", NoNetns: true}); err != nil {
+		t.Fatal(err)
+	}
+	var left []string
+	_ = filepath.WalkDir(h.StateDir, func(p string, d os.DirEntry, err error) error {
+		if err == nil && !d.IsDir() && d.Name() != "host.lock" {
+			left = append(left, p)
+		}
+		if err == nil && d.IsDir() && filepath.Base(filepath.Dir(p)) == "attachments" {
+			left = append(left, p+"/")
+		}
+		return err
+	})
+	if len(left) != 0 {
+		t.Fatalf("state left of tenants that are gone: %v", left)
+	}
+}
+
+// A tenant's last DEL races the first ADDs of its next life, round after
+// round: the teardown removes the tenant's lock file while ADDs wait on it,
+// and they must still take turns with the teardown (package flock).
+func TestTenantChurn(t *testing.T) {
+	t.Parallel()
+	h, _ := node(t)
+	before := h.Snapshot(t)
+	conf := tenantConf(h, "blue", "tnt-blue", "10.1.1.0/24", `,"nat":{}`)
+	live := h.Churn(conf, 6, 3, func(round int, live []*harness.Container) {
+		if !h.LinkExists(t, "tnt-blue") {
+			t.Fatalf("round %d: containers attached but the bridge is gone", round)
+		}
+		for _, c := range live {
+			c.MustReach(t, "10.1.1.1")
+		}
+	})
+	for _, c := range live {
+		h.Del(conf, c)
+	}
+	if after := h.Snapshot(t); after != before {
+		t.Fatalf("host differs after the last DEL:\n%s", harness.Diff(before, after))
+	}
+}
