@@ -225,6 +225,29 @@ func HasAddrs(h netlinksafe.Handle, br netlink.Link, addrs []netip.Prefix) error
 	return nil
 }
 
+// RoutesGateways is the fast path's check that the bridge still holds its
+// gateway addresses, without listing addresses (a dump that grows with the
+// host's links): the kernel's route to another address of each gateway's
+// subnet leaves through the bridge only while the bridge holds an address in
+// that subnet, and for IPv4 its source address is the gateway. One route
+// lookup per subnet.
+func RoutesGateways(h netlinksafe.Handle, br netlink.Link, gws []netip.Prefix) bool {
+	for _, gw := range gws {
+		probe := gw.Masked().Addr().Next()
+		if probe == gw.Addr() {
+			probe = probe.Next()
+		}
+		routes, err := h.RouteGet(probe.AsSlice())
+		if err != nil || len(routes) == 0 || routes[0].LinkIndex != br.Attrs().Index {
+			return false
+		}
+		if src := ipx.Addr(routes[0].Src); gw.Addr().Is4() && src != gw.Addr() {
+			return false
+		}
+	}
+	return true
+}
+
 // Remove deletes the bridge; gone already is fine.
 func Remove(h netlinksafe.Handle, name string) error {
 	return netlinkx.DeleteIf(h, name, func(l netlink.Link) bool { _, ok := l.(*netlink.Bridge); return ok })

@@ -134,16 +134,17 @@ func (hs *host) join(c *netconf.Config, att *state.Attachment) (netlink.Link, er
 	return br, nil
 }
 
-// intact is the fast-path test: the record matches and the bridge and rules
-// are still there (an operator or a firewall reload may have removed them).
-// It returns the bridge when the tenant is intact, nil when it needs work.
+// intact is the fast-path test: the record matches and the bridge, its
+// gateway addresses and the rules are still there (an operator or a firewall
+// reload may have removed them). It returns the bridge when the tenant is
+// intact, nil when it needs work.
 func (hs *host) intact(want *state.Tenant) (netlink.Link, error) {
 	rec, err := hs.st.ReadTenant(want.Spec.Bridge)
 	if err != nil || rec == nil || !same(rec, want) {
 		return nil, err
 	}
 	br, err := bridge.CheckUp(hs.nl, want.Spec.Bridge, want.Spec.Group())
-	if err != nil {
+	if err != nil || !bridge.RoutesGateways(hs.nl, br, rec.Links.GatewayAddrs) {
 		return nil, nil
 	}
 	h, err := hs.st.ReadHost()

@@ -91,3 +91,17 @@ func TestAddRepairsFlushedRules(t *testing.T) {
 	b[0].MustNotReach(t, rip[0])
 	r[0].MustNotReach(t, "10.1.1.1")
 }
+
+// A bridge that lost its gateway address is repaired by the next ADD: the
+// fast path must not trust it.
+func TestAddRepairsLostGateway(t *testing.T) {
+	t.Parallel()
+	h, _ := node(t)
+	blue := h.Conf(`{"name":"blue","bridge":"tnt-blue","ipam":{"ranges":[{"subnet":"10.1.1.0/24"},{"subnet":"fd00:1::/64"}]}}`)
+	b, _ := containers(t, h, blue, "b1")
+	for _, gw := range []string{"10.1.1.1/24", "fd00:1::1/64"} {
+		h.Sh(t, "ip", "addr", "del", gw, "dev", "tnt-blue")
+		containers(t, h, blue, "b2-"+gw[:1])
+		b[0].MustReach(t, strings.Split(gw, "/")[0])
+	}
+}
