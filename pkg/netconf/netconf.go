@@ -64,6 +64,7 @@ type Config struct {
 	DropAction    string
 	HairpinMode   bool
 	StateDir      string
+	AdoptBridge   bool
 
 	IPAMType string
 	IPAM     *ipamconf.Config
@@ -121,6 +122,7 @@ type rawConf struct {
 	DropAction      string          `json:"dropAction"`
 	HairpinMode     bool            `json:"hairpinMode"`
 	StateDir        string          `json:"stateDir"`
+	AdoptBridge     bool            `json:"adoptBridge"`
 }
 
 // topKeys are every key a tenantnet config may carry: ours and those the CNI
@@ -129,7 +131,7 @@ var topKeys = []string{
 	"cniVersion", "cniVersions", "name", "type", "ipam", "dns", "args", "runtimeConfig", "capabilities",
 	"prevResult", "cni.dev/valid-attachments",
 	"vlan", "trunk", "bridge", "vlanInterface", "vlanMac", "mtu", "gateway", "nat", "isolation",
-	"firewallBackend", "dropAction", "hairpinMode", "stateDir",
+	"firewallBackend", "dropAction", "hairpinMode", "stateDir", "adoptBridge",
 }
 
 var natKeys = []string{"outInterface", "sourceIP", "exempt"}
@@ -153,6 +155,7 @@ func Parse(stdin []byte, cniArgs string) (*Config, error) {
 		DropAction:    r.DropAction,
 		HairpinMode:   r.HairpinMode,
 		StateDir:      r.StateDir,
+		AdoptBridge:   r.AdoptBridge,
 		DNS:           r.DNS,
 		Raw:           stdin,
 		RawPrevResult: r.RawPrevResult,

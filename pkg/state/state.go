@@ -57,8 +57,10 @@ type Undo struct {
 	CreatedBridge  bool           `json:"createdBridge,omitempty"`
 	EnslavedUplink bool           `json:"enslavedUplink,omitempty"`
 	AddedAddrs     []netip.Prefix `json:"addedAddrs,omitempty"`
-	// PrevGroup is the netdev group an existing bridge had before.
+	// PrevGroup and PrevAlias are an adopted bridge's netdev group and
+	// alias before.
 	PrevGroup *uint32      `json:"prevGroup,omitempty"`
+	PrevAlias *string      `json:"prevAlias,omitempty"`
 	Moved     uplink.Moved `json:"moved,omitzero"`
 }
 

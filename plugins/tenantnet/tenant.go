@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"os"
 	"slices"
+	"time"
 
 	"github.com/containernetworking/plugins/pkg/netlinksafe"
 	"github.com/containernetworking/plugins/pkg/utils/sysctl"
@@ -14,8 +15,10 @@ import (
 	"github.com/tenantnet/tenantnet/pkg/bridge"
 	"github.com/tenantnet/tenantnet/pkg/cnierr"
 	"github.com/tenantnet/tenantnet/pkg/firewall"
+	"github.com/tenantnet/tenantnet/pkg/hostnet"
 	"github.com/tenantnet/tenantnet/pkg/netconf"
 	"github.com/tenantnet/tenantnet/pkg/netlinkx"
+	"github.com/tenantnet/tenantnet/pkg/nslock"
 	"github.com/tenantnet/tenantnet/pkg/state"
 	"github.com/tenantnet/tenantnet/pkg/tenant"
 	"github.com/tenantnet/tenantnet/pkg/uplink"
@@ -111,11 +114,11 @@ func (hs *host) join(c *netconf.Config, att *state.Attachment) (netlink.Link, er
 	}
 	l.Unlock()
 
-	hl, err := hs.st.LockHost()
+	unlock, err := hs.lockHost()
 	if err != nil {
-		return nil, cnierr.IO("lock host state: %v", err)
+		return nil, err
 	}
-	defer hl.Unlock()
+	defer unlock()
 	tl, err := hs.st.LockTenant(c.Bridge, false)
 	if err != nil {
 		return nil, cnierr.IO("lock tenant %s: %v", c.Bridge, err)
@@ -132,6 +135,23 @@ func (hs *host) join(c *netconf.Config, att *state.Attachment) (netlink.Link, er
 		return nil, fmt.Errorf("look up bridge %s: %w", c.Bridge, err)
 	}
 	return br, nil
+}
+
+// lockHost serialises tenant creation and teardown: the state dir's host
+// lock, then the network namespace's. The ruleset is one per host whatever
+// the state dir, and ensure refuses a second state dir on a host; two state
+// dirs racing to create their first tenants must not both pass that check.
+func (hs *host) lockHost() (unlock func(), err error) {
+	hl, err := hs.st.LockHost()
+	if err != nil {
+		return nil, cnierr.IO("lock host state: %v", err)
+	}
+	nl, err := nslock.Take("tenantnet-host", 2*time.Minute)
+	if err != nil {
+		hl.Unlock()
+		return nil, fmt.Errorf("lock this host's tenants: %w", err)
+	}
+	return func() { nl.Unlock(); hl.Unlock() }, nil
 }
 
 // intact is the fast-path test: the record matches and the bridge, its
@@ -189,6 +209,19 @@ func (hs *host) ensure(c *netconf.Config, want *state.Tenant) error {
 		return cnierr.IO("read tenant records: %v", err)
 	}
 	rec, others := split(all, c.Bridge)
+	links, err := hs.nl.LinkList()
+	if err != nil {
+		return fmt.Errorf("list links: %w", err)
+	}
+	recorded := func(b string) bool {
+		return slices.ContainsFunc(all, func(t *state.Tenant) bool { return t.Spec.Bridge == b })
+	}
+	if err := bridge.CheckOwners(links, tenant.Alias(c.StateDir), c.Bridge, recorded); err != nil {
+		return err
+	}
+	if err := bridge.CheckTrunk(links, c.Trunk, c.Bridge, c.Mode() == "flat"); err != nil {
+		return err
+	}
 	if rec != nil && rec.Network != want.Network {
 		if has, _ := hs.st.HasAttachments(c.Bridge); has {
 			return cnierr.Config("bridge", "%q already carries network %q on this host; give network %q a bridge of its own", c.Bridge, rec.Network, want.Network)
@@ -207,6 +240,17 @@ func (hs *host) ensure(c *netconf.Config, want *state.Tenant) error {
 	if err := checkOverlap(want, others); err != nil {
 		return err
 	}
+	if want.Spec.Routed {
+		var own []int // the tenant's bridge, and the trunk whose network a flat tenant joins
+		for _, l := range links {
+			if n := l.Attrs().Name; n == c.Bridge || n == c.Trunk && c.Mode() == "flat" {
+				own = append(own, l.Attrs().Index)
+			}
+		}
+		if err := hostnet.Check(hs.nl, links, want.Spec.Subnets, want.Spec.Gateways, own); err != nil {
+			return err
+		}
+	}
 	backend, previous, err := hs.backendFor(c, others)
 	if err != nil {
 		return err
@@ -220,7 +264,7 @@ func (hs *host) ensure(c *netconf.Config, want *state.Tenant) error {
 	if rec != nil {
 		next.Undo = rec.Undo
 	}
-	if err := hs.build(c, &next); err != nil {
+	if err := hs.build(c, &next, rec != nil); err != nil {
 		if rec == nil {
 			// A tenant this call began: take back whatever part of it exists.
 			if terr := hs.unbuild(&next); terr != nil {
@@ -234,6 +278,18 @@ func (hs *host) ensure(c *netconf.Config, want *state.Tenant) error {
 		specs = append(specs, t.Spec)
 	}
 	if err := fw.Apply(specs); err != nil {
+		// A backend may have applied part of the rules (iptables: IPv4,
+		// then IPv6 failed): the tenants' rules go back to what they were.
+		var was []tenant.Spec
+		if previous == "" {
+			was = specs[1:]
+			if rec != nil {
+				was = append(was, rec.Spec)
+			}
+		}
+		if rerr := fw.Apply(was); rerr != nil {
+			err = errors.Join(err, fmt.Errorf("restore the previous rules: %w", rerr))
+		}
 		if rec == nil {
 			if terr := hs.unbuild(&next); terr != nil {
 				err = errors.Join(err, fmt.Errorf("undo: %w", terr))
@@ -289,8 +345,9 @@ func checkOverlap(want *state.Tenant, others []*state.Tenant) error {
 }
 
 // build makes the tenant's links (nova's ensure_vlan, ensure_bridge,
-// initialize_gateway_device), recording in t.Undo what it changed.
-func (hs *host) build(c *netconf.Config, t *state.Tenant) error {
+// initialize_gateway_device), recording in t.Undo what it changed. known:
+// the state dir records the tenant already.
+func (hs *host) build(c *netconf.Config, t *state.Tenant, known bool) error {
 	// Preflight: every conflict is found before anything changes.
 	vs := vlan.Spec{Name: c.VLANInterface, Parent: c.Trunk, ID: c.VLAN, MTU: c.MTU, MAC: c.VLANMAC}
 	if c.Mode() == "vlan" {
@@ -298,7 +355,7 @@ func (hs *host) build(c *netconf.Config, t *state.Tenant) error {
 			return err
 		}
 	}
-	bs := bridge.Spec{Name: c.Bridge, MTU: c.MTU, Group: t.Spec.Group()}
+	bs := bridge.Spec{Name: c.Bridge, MTU: c.MTU, Group: t.Spec.Group(), Alias: tenant.Alias(c.StateDir), Known: known, Adopt: c.AdoptBridge}
 	if _, err := bridge.Preflight(hs.nl, bs); err != nil {
 		return err
 	}
@@ -330,10 +387,15 @@ func (hs *host) build(c *netconf.Config, t *state.Tenant) error {
 		bs.MAC = bridge.LocalMAC(c.Bridge)
 	}
 
-	br, created, prevGroup, err := bridge.Ensure(hs.nl, bs)
+	br, created, prev, err := bridge.Ensure(hs.nl, bs)
 	t.Undo.CreatedBridge = t.Undo.CreatedBridge || created
-	if prevGroup != nil && !t.Undo.CreatedBridge && t.Undo.PrevGroup == nil {
-		t.Undo.PrevGroup = prevGroup
+	if !t.Undo.CreatedBridge {
+		if prev.Group != nil && t.Undo.PrevGroup == nil {
+			t.Undo.PrevGroup = prev.Group
+		}
+		if prev.Alias != nil && t.Undo.PrevAlias == nil {
+			t.Undo.PrevAlias = prev.Alias
+		}
 	}
 	if err != nil {
 		return err
@@ -401,9 +463,7 @@ func (hs *host) unbuild(t *state.Tenant) error {
 	u := t.Undo
 	if !u.CreatedBridge {
 		errs = append(errs, bridge.DelAddrs(hs.nl, t.Spec.Bridge, u.AddedAddrs))
-		if u.PrevGroup != nil {
-			errs = append(errs, bridge.SetGroup(hs.nl, t.Spec.Bridge, *u.PrevGroup))
-		}
+		errs = append(errs, bridge.GiveBack(hs.nl, t.Spec.Bridge, bridge.Previous{Group: u.PrevGroup, Alias: u.PrevAlias}))
 	}
 	if u.EnslavedUplink {
 		up := t.Links.VLANInterface
@@ -476,11 +536,11 @@ func (hs *host) maybeTeardown(bridgeName string) error {
 	if has, err := hs.st.HasAttachments(bridgeName); err != nil || has {
 		return err
 	}
-	hl, err := hs.st.LockHost()
+	unlock, err := hs.lockHost()
 	if err != nil {
-		return cnierr.IO("lock host state: %v", err)
+		return err
 	}
-	defer hl.Unlock()
+	defer unlock()
 	tl, err := hs.st.LockTenant(bridgeName, false)
 	if err != nil {
 		return cnierr.IO("lock tenant %s: %v", bridgeName, err)

@@ -239,6 +239,9 @@ func TestSameContainerInSecondNetworkRefused(t *testing.T) {
 	red := tenantConf(h, "red", "tnt-red", "10.1.2.0/24", "")
 	c := harness.NewContainer(t, "c1")
 	ip := harness.IP(t, h.Add(blue, c))
+	// The snapshot must not catch IPv6 address configuration half-way.
+	linkLocal(t, h.NS, "tnt-blue")
+	linkLocal(t, h.NS, harness.HostVeth("tnt-blue", c))
 	mid := h.Snapshot(t)
 	if _, err := h.TryAdd(red, c, ""); err == nil {
 		t.Fatal("ADD of the same container and interface into a second network succeeded")

@@ -137,6 +137,7 @@ type Call struct {
 	NoNetns   bool       // send an empty CNI_NETNS (containerd's second DEL)
 	Args      string     // CNI_ARGS
 	Plugin    string     // binary, default tenantnet
+	Env       []string   // more environment, overriding the runtime's (PATH=... to inject a failing tool)
 }
 
 // Exec runs the plugin in the host namespace as a runtime would and returns
@@ -162,6 +163,7 @@ func (h *Host) Exec(c Call) ([]byte, error) {
 		"CNI_COMMAND=" + c.Command, "CNI_CONTAINERID=" + id, "CNI_NETNS=" + netnsPath,
 		"CNI_IFNAME=" + ifname, "CNI_PATH=" + h.BinDir, "CNI_ARGS=" + c.Args, "PATH=" + os.Getenv("PATH"),
 	}
+	cmd.Env = append(cmd.Env, c.Env...)
 	cmd.Stdin = bytes.NewReader(c.Conf)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
