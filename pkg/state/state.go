@@ -158,19 +158,38 @@ func (d Dir) ForgetTenant(bridge string, tl *flock.Lock) error {
 	return tl.Remove()
 }
 
-// Tenants returns every tenant record on the host.
+// ErrCorrupt is a record that exists but cannot be parsed.
+var ErrCorrupt = errors.New("record cannot be parsed")
+
+// Unreadable is Tenants' error when some records cannot be parsed; Tenants
+// still returns the others.
+type Unreadable struct {
+	Bridges []string
+	Errs    []error
+}
+
+func (u *Unreadable) Error() string { return errors.Join(u.Errs...).Error() }
+
+// Tenants returns every tenant record on the host. Records that cannot be
+// parsed are left out and named in an *Unreadable error.
 func (d Dir) Tenants() ([]*Tenant, error) {
 	names, err := fsx.Names(filepath.Join(d.Root, "tenants"))
 	if err != nil {
 		return nil, err
 	}
 	var out []*Tenant
+	var bad Unreadable
 	for _, n := range names {
 		br, ok := strings.CutSuffix(n, ".json")
 		if !ok {
 			continue
 		}
 		t, err := d.ReadTenant(br)
+		if errors.Is(err, ErrCorrupt) {
+			bad.Bridges = append(bad.Bridges, br)
+			bad.Errs = append(bad.Errs, err)
+			continue
+		}
 		if err != nil {
 			return nil, err
 		}
@@ -178,7 +197,17 @@ func (d Dir) Tenants() ([]*Tenant, error) {
 			out = append(out, t)
 		}
 	}
+	if len(bad.Bridges) > 0 {
+		return out, &bad
+	}
 	return out, nil
+}
+
+// SetAside moves a tenant record that cannot be parsed out of the way, as
+// <bridge>.json.corrupt, and returns its new path.
+func (d Dir) SetAside(bridge string) (string, error) {
+	to := d.tenantPath(bridge) + ".corrupt"
+	return to, os.Rename(d.tenantPath(bridge), to)
 }
 
 // WriteAttachment records an attachment.
@@ -264,24 +293,43 @@ func readJSON(path string, v any) (bool, error) {
 		return false, fmt.Errorf("read %s: %w", path, err)
 	}
 	if err := json.Unmarshal(b, v); err != nil {
-		return false, fmt.Errorf("parse %s: %w", path, err)
+		return false, fmt.Errorf("%s: %w (%v)", path, ErrCorrupt, err)
 	}
 	return true, nil
 }
 
 // writeJSON replaces path atomically: readers see the old or the new record.
+// On a state dir on disk, the data reaches the disk before the rename, and
+// the rename before writeJSON returns: without that a power loss can leave
+// the new name on an empty file. (On the default tmpfs both syncs are free.)
 func writeJSON(path string, v any) error {
 	b, err := json.MarshalIndent(v, "", "  ")
 	if err != nil {
 		return err
 	}
 	tmp := fmt.Sprintf("%s.%d.tmp", path, os.Getpid())
-	if err := os.WriteFile(tmp, b, 0o600); err != nil {
+	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	if err != nil {
 		return err
 	}
-	if err := os.Rename(tmp, path); err != nil {
+	_, err = f.Write(b)
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp, path)
+	}
+	if err != nil {
 		os.Remove(tmp)
 		return err
 	}
-	return nil
+	dir, err := os.Open(filepath.Dir(path))
+	if err != nil {
+		return err
+	}
+	defer dir.Close()
+	return dir.Sync()
 }

@@ -160,6 +160,9 @@ func (hs *host) lockHost() (unlock func(), err error) {
 // intact, nil when it needs work.
 func (hs *host) intact(want *state.Tenant) (netlink.Link, error) {
 	rec, err := hs.st.ReadTenant(want.Spec.Bridge)
+	if errors.Is(err, state.ErrCorrupt) {
+		return nil, nil // the slow path decides (records)
+	}
 	if err != nil || rec == nil || !same(rec, want) {
 		return nil, err
 	}
@@ -204,9 +207,9 @@ func (hs *host) backendFor(c *netconf.Config, others []*state.Tenant) (backend, 
 // ensure creates, repairs or reconfigures the tenant, under the host lock and
 // the tenant's exclusive lock.
 func (hs *host) ensure(c *netconf.Config, want *state.Tenant) error {
-	all, err := hs.st.Tenants()
+	all, err := hs.records()
 	if err != nil {
-		return cnierr.IO("read tenant records: %v", err)
+		return err
 	}
 	rec, others := split(all, c.Bridge)
 	links, err := hs.nl.LinkList()
@@ -550,9 +553,12 @@ func (hs *host) maybeTeardown(bridgeName string) error {
 	if has, err := hs.st.HasAttachments(bridgeName); err != nil || has {
 		return err
 	}
-	all, err := hs.st.Tenants()
+	all, err := hs.records()
 	if err != nil {
-		return cnierr.IO("read tenant records: %v", err)
+		// DEL must not fail for it: the tenant, with no container left,
+		// stays until a later DEL or GC finds the records readable.
+		fmt.Fprintf(os.Stderr, "tenantnet: tenant %s stays on this host: %v\n", bridgeName, err)
+		return nil
 	}
 	rec, others := split(all, bridgeName)
 	if rec != nil {
@@ -564,6 +570,37 @@ func (hs *host) maybeTeardown(bridgeName string) error {
 		return cnierr.IO("remove state of tenant %s: %v", bridgeName, err)
 	}
 	return nil
+}
+
+// records reads every tenant record of the host. A record that cannot be
+// parsed (a power loss can leave a zero-length one on a state dir on disk)
+// whose bridge is gone describes kernel state that went with it: it is set
+// aside and the others count. One whose bridge is there is a live tenant
+// tenantnet cannot know: rules rebuilt without it would drop its isolation.
+func (hs *host) records() ([]*state.Tenant, error) {
+	all, err := hs.st.Tenants()
+	var bad *state.Unreadable
+	if !errors.As(err, &bad) {
+		if err != nil {
+			return nil, cnierr.IO("read tenant records: %v", err)
+		}
+		return all, nil
+	}
+	for i, b := range bad.Bridges {
+		link, err := netlinkx.Lookup(hs.nl, b)
+		if err != nil {
+			return nil, err
+		}
+		if link != nil && tenant.Marked(link.Attrs().Group) {
+			return nil, cnierr.IO("%v, and the tenant's bridge %s is there: tenantnet cannot rebuild this host's rules without the record; restore it, or remove that tenant's containers, its bridge and the record", bad.Errs[i], b)
+		}
+		to, err := hs.st.SetAside(b)
+		if err != nil {
+			return nil, cnierr.IO("set aside %v: %v", bad.Errs[i], err)
+		}
+		fmt.Fprintf(os.Stderr, "tenantnet: %v; its bridge %s is gone (a power loss?): set aside as %s\n", bad.Errs[i], b, to)
+	}
+	return all, nil
 }
 
 // split picks the tenant on bridge out of all.

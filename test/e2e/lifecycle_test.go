@@ -349,3 +349,43 @@ func TestTenantChurn(t *testing.T) {
 		t.Fatalf("host differs after the last DEL:\n%s", harness.Diff(before, after))
 	}
 }
+
+// A zero-length tenant record, as a power loss can leave one (with a state
+// dir on disk), describes kernel state the reboot removed: it must not make
+// every tenant change on the host fail. It is set aside. A record that
+// cannot be read while its tenant's bridge is there is refused instead:
+// the host's rules cannot be rebuilt without it.
+func TestCorruptTenantRecord(t *testing.T) {
+	t.Parallel()
+	h, _ := node(t)
+	blue := tenantConf(h, "blue", "tnt-blue", "10.1.1.0/24", "")
+	b, bip := containers(t, h, blue, "b1")
+	gone := filepath.Join(h.StateDir, "tenants", "tnt-gone.json")
+	if err := os.WriteFile(gone, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	red := tenantConf(h, "red", "tnt-red", "10.1.2.0/24", "")
+	r, rip := containers(t, h, red, "r1")
+	r[0].MustNotReach(t, bip[0])
+	b[0].MustNotReach(t, rip[0])
+	if _, err := os.Stat(gone); !os.IsNotExist(err) {
+		t.Fatalf("the record of a tenant whose bridge is gone is still in place: %v", err)
+	}
+	// blue's own record, unreadable while blue's bridge is there.
+	if err := os.WriteFile(filepath.Join(h.StateDir, "tenants", "tnt-blue.json"), nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	mid := h.Snapshot(t)
+	green := tenantConf(h, "green", "tnt-green", "10.1.3.0/24", "")
+	_, err := h.TryAdd(green, harness.NewContainer(t, "g1"), "")
+	if e := harness.CNIError(t, err); e.Code != 5 {
+		t.Fatalf("a tenant change with a live tenant's record unreadable: %v", err)
+	}
+	harness.MustContain(t, err.Error(), "tnt-blue.json", "tnt-blue")
+	if after := h.Snapshot(t); after != mid {
+		t.Fatalf("the refused ADD changed the host:\n%s", harness.Diff(mid, after))
+	}
+	// DEL still works for everyone.
+	h.Del(red, r[0])
+	h.Del(blue, b[0])
+}
