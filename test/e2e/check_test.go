@@ -74,7 +74,7 @@ func deleteTenantRule(t *testing.T, h *harness.Host, bridge string) {
 		harness.BreakNFTTenant(t, h.NS, bridge)
 		return
 	}
-	h.Sh(t, "iptables", "-D", "TENANTNET-FORWARD", "-i", bridge, "-o", bridge, "-m", "comment", "--comment", "tenantnet:"+bridge, "-j", "ACCEPT")
+	h.Sh(t, "iptables", "-D", "TENANTNET-FORWARD", "-i", bridge, "-o", bridge, "-m", "comment", "--comment", "tenantnet:"+bridge, "-j", "RETURN")
 }
 
 // A firewall reload that flushed tenantnet's rules is repaired by the next ADD.

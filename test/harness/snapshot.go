@@ -122,6 +122,15 @@ func Diff(a, b string) string {
 		}
 	}
 	sort.Strings(d)
+	if len(d) == 0 && a != b {
+		// The same lines in another order (rules moved in a chain).
+		la, lb := strings.Split(a, "\n"), strings.Split(b, "\n")
+		for i := range min(len(la), len(lb)) {
+			if la[i] != lb[i] {
+				return fmt.Sprintf("the same lines in another order, from line %d:\n- %s\n+ %s", i+1, la[i], lb[i])
+			}
+		}
+	}
 	return strings.Join(d, "\n")
 }
 

@@ -20,8 +20,13 @@ type Backend struct {
 	v4, v6 family
 }
 
+// family is one address family of one iptables: the host's default
+// ("iptables", whichever it is), or explicitly "iptables-nft" or
+// "iptables-legacy" (the nftables backend's accepts go where the host's
+// FORWARD chain is).
 type family struct {
 	v6   bool
+	tool string
 	once sync.Once
 	ipt  *goipt.IPTables
 	err  error
@@ -29,7 +34,7 @@ type family struct {
 
 // New returns the backend; it runs nothing until it is used.
 func New() *Backend {
-	return &Backend{v6: family{v6: true}}
+	return &Backend{v4: family{tool: "iptables"}, v6: family{v6: true, tool: "iptables"}}
 }
 
 func (f *family) get() (*goipt.IPTables, error) {
@@ -38,7 +43,7 @@ func (f *family) get() (*goipt.IPTables, error) {
 		if f.v6 {
 			proto = goipt.ProtocolIPv6
 		}
-		f.ipt, f.err = goipt.NewWithProtocol(proto)
+		f.ipt, f.err = goipt.New(goipt.IPFamily(proto), goipt.Path(f.cmd()))
 		if f.err != nil {
 			f.err = fmt.Errorf("%s: %w (install the iptables package)", f.cmd(), f.err)
 		}
@@ -48,9 +53,9 @@ func (f *family) get() (*goipt.IPTables, error) {
 
 func (f *family) cmd() string {
 	if f.v6 {
-		return "ip6tables"
+		return strings.Replace(f.tool, "iptables", "ip6tables", 1)
 	}
-	return "iptables"
+	return f.tool
 }
 
 // Name says which iptables this is, so CHECK and STATUS show the backend in use.
@@ -99,38 +104,35 @@ func (f *family) apply(ts []tenant.Spec) error {
 	if err != nil {
 		return err
 	}
+	marks, err := made(f.v6)
+	if err != nil {
+		return err
+	}
 	if len(ts) == 0 {
 		if !f.hasChains(ipt) {
 			return nil
 		}
-		for _, j := range jumps {
-			if ok, _ := ipt.ChainExists(j.table, j.target); !ok {
-				continue
-			}
-			if err := ipt.DeleteIfExists(j.table, j.chain, j.spec()...); err != nil {
-				return fmt.Errorf("%s: remove jump %s -> %s: %w", f.cmd(), j.chain, j.target, err)
-			}
+		if err := f.unhook(ipt, hooks); err != nil {
+			return err
 		}
 		if err := f.restore(teardown()); err != nil {
 			return err
 		}
-		return pruneTables(f.v6)
+		return prune(f.v6, marks)
 	}
-	if err := f.restore(render(ts, f.v6)); err != nil {
+	outs, err := outside(f.v6)
+	if err != nil {
 		return err
 	}
-	for _, j := range jumps {
-		ok, err := ipt.Exists(j.table, j.chain, j.spec()...)
-		if err != nil {
-			return fmt.Errorf("%s: check jump %s -> %s: %w", f.cmd(), j.chain, j.target, err)
-		}
-		if !ok {
-			if err := ipt.Insert(j.table, j.chain, 1, j.spec()...); err != nil {
-				return fmt.Errorf("%s: insert jump %s -> %s: %w", f.cmd(), j.chain, j.target, err)
-			}
-		}
+	tables := render(ts, f.v6, outs)
+	for i := range tables {
+		tables[i].chains = append(tables[i].chains, marks[tables[i].name]...)
+		tables[i].unused = slices.DeleteFunc(tables[i].unused, func(c string) bool { return slices.Contains(marks[tables[i].name], c) })
 	}
-	return nil
+	if err := f.restore(tables); err != nil {
+		return err
+	}
+	return f.hook(ipt, hooks)
 }
 
 // hasChains reports whether any tenantnet chain exists in this family.
@@ -172,8 +174,8 @@ func (b *Backend) familyFor(t tenant.Spec) *family {
 	return &b.v4
 }
 
-// Present is the cheap check on ADD's fast path: the jump into tenantnet's
-// FORWARD chain and the tenant's same-bridge rule are there (a firewall
+// Present is the cheap check on ADD's fast path: the jumps into tenantnet's
+// FORWARD chains and the tenant's same-bridge rule are there (a firewall
 // reload that flushed them makes ADD rebuild the rules). With iptables-nft
 // it reads the rules over netlink; with iptables-legacy it runs iptables -C.
 func (b *Backend) Present(t tenant.Spec) (bool, error) {
@@ -185,11 +187,12 @@ func (b *Backend) Present(t tenant.Spec) (bool, error) {
 	if err != nil {
 		return false, err
 	}
-	j := jumps[0]
-	if ok, err := ipt.Exists(j.table, j.chain, j.spec()...); err != nil || !ok {
-		return false, nil
+	for _, h := range []hook{hooks[0], hooks[len(hooks)-1]} {
+		if ok, err := ipt.Exists(h.table, h.chain, h.spec()...); err != nil || !ok {
+			return false, nil
+		}
 	}
-	ok, err := ipt.Exists("filter", chainForward, args([]string{"-i", t.Bridge, "-o", t.Bridge}, tag(t.Bridge), []string{"-j", "ACCEPT"})...)
+	ok, err := ipt.Exists("filter", chainForward, args([]string{"-i", t.Bridge, "-o", t.Bridge}, tag(t.Bridge), []string{"-j", "RETURN"})...)
 	if err != nil {
 		return false, nil
 	}
@@ -206,14 +209,16 @@ func (b *Backend) Check(all []tenant.Spec, t tenant.Spec) error {
 		if err != nil {
 			return err
 		}
-		for _, j := range jumps {
-			if ok, err := ipt.Exists(j.table, j.chain, j.spec()...); err != nil || !ok {
-				return fmt.Errorf("%s: the jump from %s %s to %s is missing", f.cmd(), j.table, j.chain, j.target)
-			}
+		if err := f.checkHooks(ipt, hooks); err != nil {
+			return err
+		}
+		outs, err := outside(f.v6)
+		if err != nil {
+			return err
 		}
 		// The tenant's own rules and the shared ones it relies on.
 		own := "tenantnet:" + t.Bridge
-		for _, tb := range render(all, f.v6) {
+		for _, tb := range render(all, f.v6, outs) {
 			for _, r := range tb.rules {
 				if !slices.Contains(r.args, own) && !slices.Contains(r.args, "tenantnet") {
 					continue
