@@ -10,7 +10,7 @@ import (
 )
 
 // dockerHost is a node that runs Docker: its bridges docker0 (a container
-// d1, 172.17.0.2, publishing 8080->80) and br-5c1d2e3f4a5b (a container d2,
+// d1, 172.17.0.2, publishing 8080->80) and br-673a85c230ac (a container d2,
 // 172.18.0.2), a default route, and Docker's ruleset (testdata/<layout>.rules,
 // FORWARD policy DROP) replacing the node's other rules.
 func dockerHost(t *testing.T, layout string) (h *harness.Host, out, d1, d2 *harness.NS) {
@@ -18,7 +18,7 @@ func dockerHost(t *testing.T, layout string) (h *harness.Host, out, d1, d2 *harn
 	h, out = node(t)
 	harness.Route(t, h.NS, "default", outsideAddr, "eth0")
 	d1 = dockerContainer(t, h, "docker0", "172.17.0.1", "172.17.0.2/16", "d1")
-	d2 = dockerContainer(t, h, "br-5c1d2e3f4a5b", "172.18.0.1", "172.18.0.2/16", "d2")
+	d2 = dockerContainer(t, h, "br-673a85c230ac", "172.18.0.1", "172.18.0.2/16", "d2")
 	h.Sh(t, "sysctl", "-qw", "net.ipv4.ip_forward=1")
 	h.Sh(t, "iptables-restore", filepath.Join("testdata", layout+".rules"))
 	return h, out, d1, d2
@@ -82,7 +82,7 @@ func mustNotDial(t *testing.T, from *harness.NS, addr string) {
 // also after Docker restarted and put its jumps back on top of FORWARD.
 func TestDockerHost(t *testing.T) {
 	t.Parallel()
-	for _, layout := range []string{"docker-27", "docker-28"} {
+	for _, layout := range []string{"docker-20.10", "docker-28"} {
 		t.Run(layout, func(t *testing.T) {
 			t.Parallel()
 			h, out, d1, d2 := dockerHost(t, layout)
