@@ -142,9 +142,7 @@ func TestDockerHost(t *testing.T) {
 			h.Del(blue, b[0])
 			h.Del(blue, b[1])
 			h.Del(red, r[0])
-			if after := h.Snapshot(t); after != before {
-				t.Fatalf("Docker's host is not as it was after the last DEL:\n%s", harness.Diff(before, after))
-			}
+			h.Unchanged(t, before, "after the last DEL")
 		})
 	}
 }
@@ -169,7 +167,5 @@ func TestForwardPolicyDrop(t *testing.T) {
 	h.Del(blue, b[0])
 	h.Del(blue, b[1])
 	h.Del(red, r[0])
-	if after := h.Snapshot(t); after != before {
-		t.Fatalf("host differs after the last DEL:\n%s", harness.Diff(before, after))
-	}
+	h.Unchanged(t, before, "after the last DEL")
 }

@@ -28,9 +28,7 @@ func TestSecondStateDirRefused(t *testing.T) {
 		t.Fatalf("a second state dir on the host: %v", err)
 	}
 	harness.MustContain(t, err.Error(), "stateDir", h.StateDir, other)
-	if after := h.Snapshot(t); after != mid {
-		t.Fatalf("the refused ADD changed the host:\n%s", harness.Diff(mid, after))
-	}
+	h.Unchanged(t, mid, "after the refused ADD")
 	// blue's rules are whole: a second tenant of the right state dir is
 	// still kept from it.
 	green := tenantConf(h, "green", "tnt-green", "10.1.3.0/24", "")
@@ -93,17 +91,13 @@ func TestHostBridgeNotTakenOver(t *testing.T) {
 		t.Fatalf("a config naming the host's LAN bridge: %v", err)
 	}
 	harness.MustContain(t, err.Error(), "bridge", "tnt-br0", "tnt-lanport", "192.168.60.10/24", "adoptBridge")
-	if after := h.Snapshot(t); after != before {
-		t.Fatalf("the refused ADD changed the host:\n%s", harness.Diff(before, after))
-	}
+	h.Unchanged(t, before, "after the refused ADD")
 	h.MustReach(t, "192.168.60.1")
 	// The operator's explicit choice.
 	adopt := h.Conf(`{"name":"lan","bridge":"tnt-br0","gateway":false,"adoptBridge":true,"ipam":{"subnet":"10.1.9.0/24"}}`)
 	h.Add(adopt, c)
 	h.Del(adopt, c)
-	if after := h.Snapshot(t); after != before {
-		t.Fatalf("the adopted bridge was not given back as it was:\n%s", harness.Diff(before, after))
-	}
+	h.Unchanged(t, before, "after DEL: the adopted bridge was not given back as it was")
 	if alias := h.Sh(t, "ip", "link", "show", "tnt-br0"); strings.Contains(alias, "alias") {
 		t.Fatalf("the adopted bridge keeps tenantnet's alias:\n%s", alias)
 	}
@@ -138,9 +132,7 @@ func TestSubnetTakingHostAddressesRefused(t *testing.T) {
 				t.Fatalf("code %d: %v", e.Code, err)
 			}
 			harness.MustContain(t, err.Error(), tc.says...)
-			if after := h.Snapshot(t); after != before {
-				t.Fatalf("the refused ADD changed the host:\n%s", harness.Diff(before, after))
-			}
+			h.Unchanged(t, before, "after the refused ADD")
 		})
 	}
 	// Positive control: a subnet the host does not use; and a switched-only

@@ -248,9 +248,7 @@ func TestSameContainerInSecondNetworkRefused(t *testing.T) {
 	} else {
 		harness.MustContain(t, err.Error(), "eth0")
 	}
-	if after := h.Snapshot(t); after != mid {
-		t.Fatalf("the refused ADD changed the host:\n%s", harness.Diff(mid, after))
-	}
+	h.Unchanged(t, mid, "after the refused ADD")
 	if got := c.Addrs(t, "eth0"); len(got) != 1 || got[0].Addr().String() != ip {
 		t.Fatalf("the container's eth0 has %v, want blue's %s", got, ip)
 	}
@@ -259,9 +257,7 @@ func TestSameContainerInSecondNetworkRefused(t *testing.T) {
 	h.Del(red, c)
 	c.MustReach(t, "10.1.1.1")
 	h.Del(blue, c)
-	if after := h.Snapshot(t); after != before {
-		t.Fatalf("host differs after the last DEL:\n%s", harness.Diff(before, after))
-	}
+	h.Unchanged(t, before, "after the last DEL")
 }
 
 // A DEL deletes only its own attachment's link: here blue's record names
@@ -345,9 +341,7 @@ func TestTenantChurn(t *testing.T) {
 	for _, c := range live {
 		h.Del(conf, c)
 	}
-	if after := h.Snapshot(t); after != before {
-		t.Fatalf("host differs after the last DEL:\n%s", harness.Diff(before, after))
-	}
+	h.Unchanged(t, before, "after the last DEL")
 }
 
 // A zero-length tenant record, as a power loss can leave one (with a state
@@ -382,9 +376,7 @@ func TestCorruptTenantRecord(t *testing.T) {
 		t.Fatalf("a tenant change with a live tenant's record unreadable: %v", err)
 	}
 	harness.MustContain(t, err.Error(), "tnt-blue.json", "tnt-blue")
-	if after := h.Snapshot(t); after != mid {
-		t.Fatalf("the refused ADD changed the host:\n%s", harness.Diff(mid, after))
-	}
+	h.Unchanged(t, mid, "after the refused ADD")
 	// DEL still works for everyone.
 	h.Del(red, r[0])
 	h.Del(blue, b[0])

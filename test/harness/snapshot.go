@@ -155,3 +155,12 @@ func (n *NS) settle(t testing.TB) {
 		}
 	}
 }
+
+// Unchanged fails t unless the namespace is as the snapshot before shows it;
+// when says at what point ("after the last DEL").
+func (n *NS) Unchanged(t testing.TB, before, when string) {
+	t.Helper()
+	if after := n.Snapshot(t); after != before {
+		t.Fatalf("host differs %s:\n%s", when, Diff(before, after))
+	}
+}
