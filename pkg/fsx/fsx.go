@@ -33,13 +33,19 @@ func Remove(path string) error {
 
 // WriteAtomic replaces path with data in one rename: readers see the old or
 // the new content, never part of it. Each writer has its own temporary file,
-// so writers in one process or many may race (the last rename wins).
+// so writers in one process or many may race (the last rename wins). The
+// data reach the disk before the rename and the rename before WriteAtomic
+// returns: without that, a power loss can leave the new name on an empty
+// file (on tmpfs, such as /run, both syncs are free).
 func WriteAtomic(path string, data []byte) error {
 	f, err := os.CreateTemp(filepath.Dir(path), filepath.Base(path)+".*.tmp")
 	if err != nil {
 		return err
 	}
 	_, err = f.Write(data)
+	if err == nil {
+		err = f.Sync()
+	}
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}
@@ -48,9 +54,19 @@ func WriteAtomic(path string, data []byte) error {
 	}
 	if err != nil {
 		os.Remove(f.Name())
+		return err
 	}
-	return err
+	dir, err := os.Open(filepath.Dir(path))
+	if err != nil {
+		return err
+	}
+	defer dir.Close()
+	return dir.Sync()
 }
+
+// ErrCorrupt is a file that exists but cannot be parsed (cut short by a
+// crash of a writer that did not sync, or edited by hand).
+var ErrCorrupt = errors.New("record cannot be parsed")
 
 // ReadJSON decodes the JSON file at path into v; false when there is no file.
 func ReadJSON(path string, v any) (bool, error) {
@@ -62,7 +78,7 @@ func ReadJSON(path string, v any) (bool, error) {
 		return false, fmt.Errorf("read %s: %w", path, err)
 	}
 	if err := json.Unmarshal(b, v); err != nil {
-		return false, fmt.Errorf("parse %s: %w", path, err)
+		return false, fmt.Errorf("%s: %w (%v)", path, ErrCorrupt, err)
 	}
 	return true, nil
 }

@@ -65,6 +65,7 @@ type Config struct {
 	DropAction    string
 	HairpinMode   bool
 	StateDir      string
+	AdoptBridge   bool
 
 	IPAMType string
 	IPAM     *ipamconf.Config
@@ -125,6 +126,7 @@ type rawConf struct {
 	HairpinMode     bool            `json:"hairpinMode"`
 	StateDir        string          `json:"stateDir"`
 	Names           json.RawMessage `json:"names"`
+	AdoptBridge     bool            `json:"adoptBridge"`
 }
 
 // topKeys are every key a tenantnet config may carry: ours and those the CNI
@@ -133,7 +135,7 @@ var topKeys = []string{
 	"cniVersion", "cniVersions", "name", "type", "ipam", "dns", "args", "runtimeConfig", "capabilities",
 	"prevResult", "cni.dev/valid-attachments",
 	"vlan", "trunk", "bridge", "vlanInterface", "vlanMac", "mtu", "gateway", "nat", "isolation",
-	"firewallBackend", "dropAction", "hairpinMode", "stateDir", "names",
+	"firewallBackend", "dropAction", "hairpinMode", "stateDir", "names", "adoptBridge",
 }
 
 var natKeys = []string{"outInterface", "sourceIP", "exempt"}
@@ -157,6 +159,7 @@ func Parse(stdin []byte, cniArgs string) (*Config, error) {
 		DropAction:    r.DropAction,
 		HairpinMode:   r.HairpinMode,
 		StateDir:      r.StateDir,
+		AdoptBridge:   r.AdoptBridge,
 		DNS:           r.DNS,
 		Raw:           stdin,
 		RawPrevResult: r.RawPrevResult,

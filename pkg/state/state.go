@@ -57,8 +57,10 @@ type Undo struct {
 	CreatedBridge  bool           `json:"createdBridge,omitempty"`
 	EnslavedUplink bool           `json:"enslavedUplink,omitempty"`
 	AddedAddrs     []netip.Prefix `json:"addedAddrs,omitempty"`
-	// PrevGroup is the netdev group an existing bridge had before.
+	// PrevGroup and PrevAlias are an adopted bridge's netdev group and
+	// alias before.
 	PrevGroup *uint32      `json:"prevGroup,omitempty"`
+	PrevAlias *string      `json:"prevAlias,omitempty"`
 	Moved     uplink.Moved `json:"moved,omitzero"`
 }
 
@@ -141,23 +143,53 @@ func (d Dir) ReadTenant(bridge string) (*Tenant, error) {
 // WriteTenant writes a tenant record atomically.
 func (d Dir) WriteTenant(t *Tenant) error { return writeJSON(d.tenantPath(t.Spec.Bridge), t) }
 
-// RemoveTenant removes a tenant record (its lock file stays: removing a
-// lock file others may be waiting on would split them onto two locks).
+// RemoveTenant removes a tenant record.
 func (d Dir) RemoveTenant(bridge string) error { return fsx.Remove(d.tenantPath(bridge)) }
 
-// Tenants returns every tenant record on the host.
+// ForgetTenant removes what the state dir keeps of a tenant that is gone, or
+// never came: its attachment directory and its lock file. tl is the tenant's
+// lock, held exclusively (with the host lock) after the last attachment
+// went, so no ADD stands between its lock and its attachment record; an ADD
+// waiting on the lock file starts over on a new one (package flock).
+func (d Dir) ForgetTenant(bridge string, tl *flock.Lock) error {
+	if err := os.RemoveAll(d.attachDir(bridge)); err != nil {
+		return err
+	}
+	return tl.Remove()
+}
+
+// ErrCorrupt is a record that exists but cannot be parsed.
+var ErrCorrupt = fsx.ErrCorrupt
+
+// Unreadable is Tenants' error when some records cannot be parsed; Tenants
+// still returns the others.
+type Unreadable struct {
+	Bridges []string
+	Errs    []error
+}
+
+func (u *Unreadable) Error() string { return errors.Join(u.Errs...).Error() }
+
+// Tenants returns every tenant record on the host. Records that cannot be
+// parsed are left out and named in an *Unreadable error.
 func (d Dir) Tenants() ([]*Tenant, error) {
 	names, err := fsx.Names(filepath.Join(d.Root, "tenants"))
 	if err != nil {
 		return nil, err
 	}
 	var out []*Tenant
+	var bad Unreadable
 	for _, n := range names {
 		br, ok := strings.CutSuffix(n, ".json")
 		if !ok {
 			continue
 		}
 		t, err := d.ReadTenant(br)
+		if errors.Is(err, ErrCorrupt) {
+			bad.Bridges = append(bad.Bridges, br)
+			bad.Errs = append(bad.Errs, err)
+			continue
+		}
 		if err != nil {
 			return nil, err
 		}
@@ -165,7 +197,17 @@ func (d Dir) Tenants() ([]*Tenant, error) {
 			out = append(out, t)
 		}
 	}
+	if len(bad.Bridges) > 0 {
+		return out, &bad
+	}
 	return out, nil
+}
+
+// SetAside moves a tenant record that cannot be parsed out of the way, as
+// <bridge>.json.corrupt, and returns its new path.
+func (d Dir) SetAside(bridge string) (string, error) {
+	to := d.tenantPath(bridge) + ".corrupt"
+	return to, os.Rename(d.tenantPath(bridge), to)
 }
 
 // WriteAttachment records an attachment.
@@ -242,7 +284,8 @@ func (d Dir) Attachments(bridge string) ([]*Attachment, error) {
 	return out, nil
 }
 
-// writeJSON replaces path atomically: readers see the old or the new record.
+// writeJSON replaces path atomically and durably (fsx.WriteAtomic): readers
+// see the old or the new record, also after a power loss.
 func writeJSON(path string, v any) error {
 	b, err := json.MarshalIndent(v, "", "  ")
 	if err != nil {

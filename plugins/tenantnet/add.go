@@ -57,7 +57,7 @@ func cmdAdd(args *skel.CmdArgs) (err error) {
 		}
 	}()
 
-	hostName := veth.HostName(args.ContainerID, args.IfName)
+	hostName := veth.HostName(c.Bridge, args.ContainerID, args.IfName)
 	att := &state.Attachment{Network: c.Name, ContainerID: args.ContainerID, IfName: args.IfName, Netns: args.Netns, HostVeth: hostName}
 
 	// Host state: VLAN, bridge, gateway, rules; the attachment keeps the
@@ -82,7 +82,7 @@ func cmdAdd(args *skel.CmdArgs) (err error) {
 	if err != nil {
 		return err
 	}
-	rollback.push(func() error { return veth.Delete(hs.nl, hostName) })
+	rollback.push(func() error { return veth.Delete(hs.nl, hostName, c.Bridge) })
 
 	// Addresses.
 	r, err := ipamAdd(c, args, pending)

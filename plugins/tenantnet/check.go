@@ -16,7 +16,6 @@ import (
 	"github.com/tenantnet/tenantnet/pkg/ipx"
 	"github.com/tenantnet/tenantnet/pkg/netconf"
 	"github.com/tenantnet/tenantnet/pkg/tenant"
-	"github.com/tenantnet/tenantnet/pkg/veth"
 	"github.com/tenantnet/tenantnet/pkg/vlan"
 )
 
@@ -105,7 +104,7 @@ func cmdCheck(args *skel.CmdArgs) error {
 	if att == nil {
 		return fmt.Errorf("container %s (%s) is not attached to tenant %s", args.ContainerID, args.IfName, c.Bridge)
 	}
-	if err := bridge.CheckPort(hs.nl, veth.HostName(args.ContainerID, args.IfName), c.Bridge); err != nil {
+	if err := bridge.CheckPort(hs.nl, hostVeth(c.Bridge, args.ContainerID, args.IfName, att), c.Bridge); err != nil {
 		return fmt.Errorf("host end of the container's veth: %w", err)
 	}
 

@@ -6,6 +6,7 @@ import (
 	"github.com/containernetworking/cni/pkg/skel"
 
 	"github.com/tenantnet/tenantnet/pkg/netconf"
+	"github.com/tenantnet/tenantnet/pkg/state"
 	"github.com/tenantnet/tenantnet/pkg/veth"
 )
 
@@ -25,10 +26,11 @@ func cmdDel(args *skel.CmdArgs) error {
 		return err
 	}
 	defer hs.close()
+	att, _ := hs.st.ReadAttachment(m.Bridge, args.ContainerID, args.IfName)
 	// Unregistering a veth waits on the kernel (an RCU grace period, ~15 ms
 	// here): release the addresses meanwhile (IPAM uses no netlink).
 	gone := make(chan error, 1)
-	go func() { gone <- veth.Delete(hs.nl, veth.HostName(args.ContainerID, args.IfName)) }()
+	go func() { gone <- deleteHostVeth(hs, m.Bridge, args.ContainerID, args.IfName, att) }()
 	ipamErr := ipamDel(m.IPAMType, args)
 	if err := <-gone; err != nil {
 		return err
@@ -40,4 +42,28 @@ func cmdDel(args *skel.CmdArgs) error {
 		return err
 	}
 	return hs.leave(m.Bridge, args.ContainerID, args.IfName)
+}
+
+// hostVeth is the host end of an attachment: the name its record holds (a
+// record written before host names depended on the bridge has the old
+// name), else the derived one.
+func hostVeth(bridge, cid, ifName string, att *state.Attachment) string {
+	if att != nil && att.HostVeth != "" {
+		return att.HostVeth
+	}
+	return veth.HostName(bridge, cid, ifName)
+}
+
+// deleteHostVeth removes the attachment's veth under the name its record
+// holds and under the derived name, when they differ; veth.Delete leaves
+// alone a link of that name that is not this attachment's. A missing or
+// unreadable record (att nil) is no reason for a DEL to fail.
+func deleteHostVeth(hs *host, bridge, cid, ifName string, att *state.Attachment) error {
+	derived := veth.HostName(bridge, cid, ifName)
+	if name := hostVeth(bridge, cid, ifName, att); name != derived {
+		if err := veth.Delete(hs.nl, name, bridge); err != nil {
+			return err
+		}
+	}
+	return veth.Delete(hs.nl, derived, bridge)
 }

@@ -9,7 +9,6 @@ import (
 
 	"github.com/tenantnet/tenantnet/pkg/cnierr"
 	"github.com/tenantnet/tenantnet/pkg/netconf"
-	"github.com/tenantnet/tenantnet/pkg/veth"
 )
 
 // cmdGC removes every attachment of this network that the runtime no longer
@@ -45,7 +44,7 @@ func cmdGC(args *skel.CmdArgs) error {
 		if a.Network != m.Name || valid[types.GCAttachment{ContainerID: a.ContainerID, IfName: a.IfName}] {
 			continue
 		}
-		if err := veth.Delete(hs.nl, veth.HostName(a.ContainerID, a.IfName)); err != nil {
+		if err := deleteHostVeth(hs, m.Bridge, a.ContainerID, a.IfName, a); err != nil {
 			errs = append(errs, err)
 			continue
 		}

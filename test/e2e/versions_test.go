@@ -73,7 +73,7 @@ func TestGCRemovesWhatTheRuntimeForgot(t *testing.T) {
 	}
 	gc(cs[0])
 	for _, c := range cs[1:] {
-		if h.LinkExists(t, harness.HostVeth(c)) {
+		if h.LinkExists(t, harness.HostVeth("tnt-blue", c)) {
 			t.Fatalf("GC left the veth of %s", c.ID)
 		}
 	}

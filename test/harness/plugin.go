@@ -144,6 +144,7 @@ type Call struct {
 	NoNetns   bool       // send an empty CNI_NETNS (containerd's second DEL)
 	Args      string     // CNI_ARGS
 	Plugin    string     // binary, default tenantnet
+	Env       []string   // more environment, overriding the runtime's (PATH=... to inject a failing tool)
 }
 
 // Command is the plugin invocation c as a runtime makes it (environment,
@@ -169,6 +170,7 @@ func (h *Host) Command(c Call) *exec.Cmd {
 		"CNI_COMMAND=" + c.Command, "CNI_CONTAINERID=" + id, "CNI_NETNS=" + netnsPath,
 		"CNI_IFNAME=" + ifname, "CNI_PATH=" + h.BinDir, "CNI_ARGS=" + c.Args, "PATH=" + os.Getenv("PATH"),
 	}
+	cmd.Env = append(cmd.Env, c.Env...)
 	cmd.Stdin = bytes.NewReader(c.Conf)
 	return cmd
 }
@@ -276,5 +278,6 @@ func MustContain(t testing.TB, s string, parts ...string) {
 	}
 }
 
-// HostVeth is the host end of a container's veth (the plugin's naming rule).
-func HostVeth(c *Container) string { return veth.HostName(c.ID, c.IfName) }
+// HostVeth is the host end of a container's veth on bridge (the plugin's
+// naming rule).
+func HostVeth(bridge string, c *Container) string { return veth.HostName(bridge, c.ID, c.IfName) }

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"os"
 	"testing"
 	"time"
@@ -16,12 +17,13 @@ import (
 // Ping sends ICMP echo requests from inside n to dst until one is answered
 // or tries run out (each waits wait). It needs no ping binary, so it runs
 // the same in the VM.
+// A link-local IPv6 destination names its link as a zone: fe80::1%eth0.
 func (n *NS) Ping(dst string, tries int, wait time.Duration) error {
-	ip := net.ParseIP(dst)
-	if ip == nil {
+	a, err := netip.ParseAddr(dst)
+	if err != nil {
 		return fmt.Errorf("bad address %q", dst)
 	}
-	var err error
+	ip := &net.IPAddr{IP: a.Unmap().AsSlice(), Zone: a.Zone()}
 	for i := 0; i < tries; i++ {
 		if err = n.Run(func() error { return echo(ip, i, wait) }); err == nil {
 			return nil
@@ -30,7 +32,8 @@ func (n *NS) Ping(dst string, tries int, wait time.Duration) error {
 	return err
 }
 
-func echo(ip net.IP, seq int, wait time.Duration) error {
+func echo(dst *net.IPAddr, seq int, wait time.Duration) error {
+	ip := dst.IP
 	network, proto := "ip4:icmp", 1
 	var typ icmp.Type = ipv4.ICMPTypeEcho
 	if ip.To4() == nil {
@@ -47,7 +50,7 @@ func echo(ip net.IP, seq int, wait time.Duration) error {
 	if err != nil {
 		return err
 	}
-	if _, err := c.WriteTo(b, &net.IPAddr{IP: ip}); err != nil {
+	if _, err := c.WriteTo(b, dst); err != nil {
 		return err
 	}
 	deadline := time.Now().Add(wait)

@@ -122,6 +122,15 @@ func Diff(a, b string) string {
 		}
 	}
 	sort.Strings(d)
+	if len(d) == 0 && a != b {
+		// The same lines in another order (rules moved in a chain).
+		la, lb := strings.Split(a, "\n"), strings.Split(b, "\n")
+		for i := range min(len(la), len(lb)) {
+			if la[i] != lb[i] {
+				return fmt.Sprintf("the same lines in another order, from line %d:\n- %s\n+ %s", i+1, la[i], lb[i])
+			}
+		}
+	}
 	return strings.Join(d, "\n")
 }
 
@@ -144,5 +153,14 @@ func (n *NS) settle(t testing.TB) {
 		if !tentative {
 			return
 		}
+	}
+}
+
+// Unchanged fails t unless the namespace is as the snapshot before shows it;
+// when says at what point ("after the last DEL").
+func (n *NS) Unchanged(t testing.TB, before, when string) {
+	t.Helper()
+	if after := n.Snapshot(t); after != before {
+		t.Fatalf("host differs %s:\n%s", when, Diff(before, after))
 	}
 }
