@@ -4,13 +4,16 @@ SHELL := /bin/bash
 GO ?= go
 export CGO_ENABLED := 0
 BIN := $(CURDIR)/bin
+# What the binaries say with --version: the checkout they were built from.
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null)
+LDFLAGS := -X github.com/tenantnet/tenantnet/pkg/buildinfo.gitDescribe=$(VERSION)
 
 .PHONY: all build deps demo test test-host test-unit test-e2e test-vm test-clients bench clean
 
 all: build
 
 build:
-	$(GO) build -o $(BIN)/ ./cmd/...
+	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN)/ ./cmd/...
 
 deps:
 	scripts/install-deps.sh

@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # Installs what the host test tier, the demo and the benchmark need on a new
 # Debian 12 machine: netfilter front ends, iproute2, the probes the demo
-# prints with, strace (the benchmark counts processes with it). Idempotent
-# and quiet when everything is there.
+# prints with, strace (the benchmark counts processes with it), etcd (the
+# IPAM tests and benchmark start their own members; Debian's etcd-server is
+# 3.4, the oldest release tenantnet-ipam supports). Idempotent and quiet when
+# everything is there.
 set -euo pipefail
 
 need=()
-for pkg_cmd in iptables:iptables nftables:nft iproute2:ip conntrack:conntrack tcpdump:tcpdump iputils-ping:ping procps:sysctl strace:strace; do
+for pkg_cmd in iptables:iptables nftables:nft iproute2:ip conntrack:conntrack tcpdump:tcpdump iputils-ping:ping procps:sysctl strace:strace etcd-server:etcd util-linux:unshare mount:mount; do
 	pkg=${pkg_cmd%%:*} cmd=${pkg_cmd##*:}
 	command -v "$cmd" >/dev/null 2>&1 || need+=("$pkg")
 done

@@ -11,6 +11,7 @@ import (
 	"net/netip"
 	"os"
 	"path"
+	"strings"
 
 	"github.com/containernetworking/plugins/pkg/netlinksafe"
 	"github.com/containernetworking/plugins/pkg/utils/sysctl"
@@ -21,6 +22,7 @@ import (
 	"github.com/tenantnet/tenantnet/pkg/cnierr"
 	"github.com/tenantnet/tenantnet/pkg/ipx"
 	"github.com/tenantnet/tenantnet/pkg/netlinkx"
+	"github.com/tenantnet/tenantnet/pkg/tenant"
 )
 
 // Spec is the bridge a tenant needs.
@@ -33,6 +35,13 @@ type Spec struct {
 	MAC net.HardwareAddr
 	// Group is the netdev group, which tells the firewall what the tenant is.
 	Group uint32
+	// Alias names the state dir that keeps the tenant (tenant.Alias).
+	Alias string
+	// Known: the state dir records a tenant on this bridge already.
+	Known bool
+	// Adopt: the config puts the tenant on an existing bridge tenantnet did
+	// not make ("adoptBridge": true).
+	Adopt bool
 	// NoIPv6 switches the host's IPv6 off on the bridge (a tenant without
 	// IPv6 whose bridge carries none of the host's own addresses).
 	NoIPv6 bool
@@ -47,8 +56,12 @@ func LocalMAC(name string) net.HardwareAddr {
 	return mac
 }
 
-// Preflight checks, changing nothing, that a link called s.Name is a bridge
-// if it exists.
+// Preflight checks, changing nothing, that a link called s.Name is absent or
+// a bridge this tenant may use: tenantnet's own (aliased with this state
+// dir, or recorded in it), or one the config adopts. An existing bridge of
+// the host's own (a LAN bridge with the host's address on it) is never taken
+// silently: its ports would be the tenant's, and its addresses the tenant's
+// gateway.
 func Preflight(h netlinksafe.Handle, s Spec) (exists bool, err error) {
 	link, err := h.LinkByName(s.Name)
 	if err != nil {
@@ -60,50 +73,156 @@ func Preflight(h netlinksafe.Handle, s Spec) (exists bool, err error) {
 	if _, ok := link.(*netlink.Bridge); !ok {
 		return true, cnierr.Config("bridge", "link %q exists but is a %s, not a bridge; remove it or choose another bridge name", s.Name, link.Type())
 	}
-	return true, nil
+	alias := link.Attrs().Alias
+	if alias == s.Alias {
+		return true, nil
+	}
+	if theirs, ok := tenant.AliasStateDir(alias); ok {
+		ours, _ := tenant.AliasStateDir(s.Alias)
+		return true, cnierr.Config("stateDir", "bridge %q is kept by tenantnet state dir %s, but this network's stateDir is %s; a host has one stateDir (it defines the host's whole ruleset): give every tenantnet network on this host the same stateDir", s.Name, theirs, ours)
+	}
+	if s.Known || s.Adopt {
+		return true, nil
+	}
+	return true, cnierr.Config("bridge", "%q already exists on this host and tenantnet did not make it%s; choose another bridge name, or set \"adoptBridge\": true to put the tenant on this bridge", s.Name, describe(h, link))
+}
+
+// describe names an existing bridge's ports and addresses, for a refusal.
+func describe(h netlinksafe.Handle, br netlink.Link) string {
+	var parts []string
+	if links, err := h.LinkList(); err == nil {
+		var ports []string
+		for _, l := range links {
+			if l.Attrs().MasterIndex == br.Attrs().Index {
+				ports = append(ports, l.Attrs().Name)
+			}
+		}
+		if len(ports) > 0 {
+			parts = append(parts, "ports "+strings.Join(ports, ", "))
+		}
+	}
+	if addrs, err := netlinkx.AddrList(h, br, netlink.FAMILY_ALL); err == nil {
+		var as []string
+		for _, a := range addrs {
+			if a.Scope == unix.RT_SCOPE_UNIVERSE {
+				as = append(as, a.IPNet.String())
+			}
+		}
+		if len(as) > 0 {
+			parts = append(parts, "addresses "+strings.Join(as, ", "))
+		}
+	}
+	if len(parts) == 0 {
+		return ""
+	}
+	return " (" + strings.Join(parts, "; ") + ")"
+}
+
+// CheckOwners refuses when another tenantnet bridge of the host (links, by
+// its netdev group mark) is kept by another state dir (its alias names it)
+// or by none this state dir knows: the state dir defines the host's whole
+// ruleset, and rebuilding it from this state dir's tenants alone would drop
+// theirs. recorded says whether this state dir keeps a tenant on a bridge;
+// the tenant's own bridge (name) is Preflight's to judge.
+func CheckOwners(links []netlink.Link, alias, name string, recorded func(bridge string) bool) error {
+	ours, _ := tenant.AliasStateDir(alias)
+	for _, l := range links {
+		a := l.Attrs()
+		if _, ok := l.(*netlink.Bridge); !ok || !tenant.Marked(a.Group) || a.Name == name || a.Alias == alias || recorded(a.Name) {
+			continue
+		}
+		if theirs, ok := tenant.AliasStateDir(a.Alias); ok {
+			return cnierr.Config("stateDir", "tenantnet bridge %s on this host is kept by state dir %s, but this network's stateDir is %s; a host has one stateDir (it defines the host's whole ruleset): give every tenantnet network on this host the same stateDir", a.Name, theirs, ours)
+		}
+		return cnierr.Config("stateDir", "bridge %s is a tenantnet bridge (netdev group %#x) that state dir %s does not record: it was made with another stateDir, or left behind; give every tenantnet network on this host the same stateDir, or remove the bridge", a.Name, a.Group, ours)
+	}
+	return nil
+}
+
+// CheckTrunk refuses a trunk (of links) that is a tenantnet bridge, or a port
+// of one other than the tenant's own in flat mode (own, whose port the trunk
+// is then): the tenant's frames would reach that bridge's tenant and its
+// frames the tenant, tagged ones in VLAN mode for anyone who reads them. A
+// trunk that does not exist is left to the mode's own checks.
+func CheckTrunk(links []netlink.Link, trunk, own string, flat bool) error {
+	if trunk == "" {
+		return nil
+	}
+	byIndex := map[int]netlink.Link{}
+	var t netlink.Link
+	for _, l := range links {
+		byIndex[l.Attrs().Index] = l
+		if l.Attrs().Name == trunk {
+			t = l
+		}
+	}
+	if t == nil {
+		return nil
+	}
+	if _, ok := t.(*netlink.Bridge); ok && tenant.Marked(t.Attrs().Group) {
+		return cnierr.Config("trunk", "%q is a tenant's bridge; frames would pass between that tenant and this one: name the host's NIC that carries the tenant networks", trunk)
+	}
+	if m, ok := byIndex[t.Attrs().MasterIndex]; ok && tenant.Marked(m.Attrs().Group) && !(flat && m.Attrs().Name == own) {
+		return cnierr.Config("trunk", "%q is a port of tenant bridge %s; frames would pass between that tenant and this one: name the host's NIC that carries the tenant networks", trunk, m.Attrs().Name)
+	}
+	return nil
+}
+
+// Previous is what Ensure changed on a bridge it did not create, so that
+// teardown gives it back.
+type Previous struct {
+	Group *uint32
+	Alias *string
 }
 
 // Ensure creates the bridge unless it exists and sets it up. An existing
-// bridge is reused as it is (an operator may have made it on purpose), but
-// for its MTU and group; prevGroup is its group before, when Ensure changed it.
-func Ensure(h netlinksafe.Handle, s Spec) (br netlink.Link, created bool, prevGroup *uint32, err error) {
+// bridge (see Preflight) is reused as it is but for its MTU, group and
+// alias; prev says what they were where Ensure changed them.
+func Ensure(h netlinksafe.Handle, s Spec) (br netlink.Link, created bool, prev Previous, err error) {
 	exists, err := Preflight(h, s)
 	if err != nil {
-		return nil, false, nil, err
+		return nil, false, prev, err
 	}
 	if !exists {
 		if err := create(h, s); err != nil {
 			if !errors.Is(err, unix.EEXIST) {
-				return nil, false, nil, fmt.Errorf("create bridge %s: %w", s.Name, err)
+				return nil, false, prev, fmt.Errorf("create bridge %s: %w", s.Name, err)
 			}
 		} else {
 			created = true
 			if err := harden(s); err != nil {
-				return nil, created, nil, err
+				return nil, created, prev, err
 			}
 		}
 	}
 	br, err = h.LinkByName(s.Name)
 	if err != nil {
-		return nil, created, nil, fmt.Errorf("look up bridge %s: %w", s.Name, err)
+		return nil, created, prev, fmt.Errorf("look up bridge %s: %w", s.Name, err)
 	}
 	if s.MTU != 0 && br.Attrs().MTU != s.MTU {
 		if err := h.LinkSetMTU(br, s.MTU); err != nil {
-			return br, created, nil, fmt.Errorf("set mtu %d on bridge %s: %w", s.MTU, s.Name, err)
+			return br, created, prev, fmt.Errorf("set mtu %d on bridge %s: %w", s.MTU, s.Name, err)
 		}
 	}
 	if g := br.Attrs().Group; g != s.Group {
 		if err := h.LinkSetGroup(br, int(s.Group)); err != nil {
-			return br, created, nil, fmt.Errorf("set group of bridge %s: %w", s.Name, err)
+			return br, created, prev, fmt.Errorf("set group of bridge %s: %w", s.Name, err)
 		}
-		prevGroup = &g
+		prev.Group = &g
+	}
+	// The kernel takes no alias in the message that creates a link.
+	if a := br.Attrs().Alias; a != s.Alias {
+		if err := h.LinkSetAlias(br, s.Alias); err != nil {
+			return br, created, prev, fmt.Errorf("set alias of bridge %s: %w", s.Name, err)
+		}
+		prev.Alias = &a
 	}
 	if br.Attrs().Flags&net.FlagUp == 0 {
 		if err := h.LinkSetUp(br); err != nil {
-			return br, created, prevGroup, fmt.Errorf("set bridge %s up: %w", s.Name, err)
+			return br, created, prev, fmt.Errorf("set bridge %s up: %w", s.Name, err)
 		}
 	}
-	return br, created, prevGroup, nil
+	return br, created, prev, nil
 }
 
 // harden sets what the host learns from, and shows to, a bridge tenantnet
@@ -214,14 +333,14 @@ func CheckPort(h netlinksafe.Handle, port, bridge string) error {
 
 // AddAddrs puts addrs on the bridge and returns those it added (an address
 // already there belongs to whoever put it there and is left at teardown).
-func AddAddrs(h netlinksafe.Handle, br netlink.Link, addrs []netip.Prefix) (added []netip.Prefix, err error) {
+// nodad: IPv6 addresses skip duplicate address detection, for a gateway
+// address every host of the tenant carries (fenced at the uplink): DAD has
+// nothing to find and would hold the address tentative for a second.
+func AddAddrs(h netlinksafe.Handle, br netlink.Link, addrs []netip.Prefix, nodad bool) (added []netip.Prefix, err error) {
 	for _, a := range addrs {
 		ipn := ipx.IPNet(a)
 		addr := &netlink.Addr{IPNet: &ipn}
-		if !a.Addr().Is4() {
-			// Every host may carry the same gateway address (fenced at the
-			// uplink): duplicate address detection has nothing to find,
-			// and would hold the address tentative for a second.
+		if nodad && !a.Addr().Is4() {
 			addr.Flags = unix.IFA_F_NODAD
 		}
 		err := h.AddrAdd(br, addr)
@@ -271,6 +390,29 @@ func HasAddrs(h netlinksafe.Handle, br netlink.Link, addrs []netip.Prefix) error
 	return nil
 }
 
+// RoutesGateways is the fast path's check that the bridge still holds its
+// gateway addresses, without listing addresses (a dump that grows with the
+// host's links): the kernel's route to another address of each gateway's
+// subnet leaves through the bridge only while the bridge holds an address in
+// that subnet, and for IPv4 its source address is the gateway. One route
+// lookup per subnet.
+func RoutesGateways(h netlinksafe.Handle, br netlink.Link, gws []netip.Prefix) bool {
+	for _, gw := range gws {
+		probe := gw.Masked().Addr().Next()
+		if probe == gw.Addr() {
+			probe = probe.Next()
+		}
+		routes, err := h.RouteGet(probe.AsSlice())
+		if err != nil || len(routes) == 0 || routes[0].LinkIndex != br.Attrs().Index {
+			return false
+		}
+		if src := ipx.Addr(routes[0].Src); gw.Addr().Is4() && src != gw.Addr() {
+			return false
+		}
+	}
+	return true
+}
+
 // Remove deletes the bridge; gone already is fine.
 func Remove(h netlinksafe.Handle, name string) error {
 	return netlinkx.DeleteIf(h, name, func(l netlink.Link) bool { _, ok := l.(*netlink.Bridge); return ok })
@@ -306,14 +448,22 @@ func CheckUp(h netlinksafe.Handle, name string, group uint32) (netlink.Link, err
 	return link, nil
 }
 
-// SetGroup gives a bridge back the netdev group it had; gone is fine.
-func SetGroup(h netlinksafe.Handle, name string, group uint32) error {
+// GiveBack gives a bridge tenantnet did not create the group and alias it
+// had; gone is fine.
+func GiveBack(h netlinksafe.Handle, name string, prev Previous) error {
 	link, err := netlinkx.Lookup(h, name)
 	if err != nil || link == nil {
 		return err
 	}
-	if err := h.LinkSetGroup(link, int(group)); err != nil {
-		return fmt.Errorf("restore group of bridge %s: %w", name, err)
+	if prev.Group != nil {
+		if err := h.LinkSetGroup(link, int(*prev.Group)); err != nil {
+			return fmt.Errorf("restore group of bridge %s: %w", name, err)
+		}
+	}
+	if prev.Alias != nil {
+		if err := h.LinkSetAlias(link, *prev.Alias); err != nil {
+			return fmt.Errorf("restore alias of bridge %s: %w", name, err)
+		}
 	}
 	return nil
 }

@@ -31,6 +31,12 @@ func IO(format string, a ...any) *types.Error {
 	return types.NewError(types.ErrIOFailure, fmt.Sprintf(format, a...), "")
 }
 
+// TryAgain reports a transient condition (code 11, "try again later"): the
+// same request can succeed once it is gone, e.g. an etcd cluster out of reach.
+func TryAgain(format string, a ...any) *types.Error {
+	return types.NewError(types.ErrTryAgainLater, fmt.Sprintf(format, a...), "")
+}
+
 // NotAvailable is STATUS's "the plugin cannot add containers now" (code 50).
 func NotAvailable(format string, a ...any) *types.Error {
 	return types.NewError(types.ErrPluginNotAvailable, fmt.Sprintf(format, a...), "")

@@ -1,12 +1,14 @@
 // Package ipalloc is what tenantnet-ipam does, as functions: the binary's
 // command handlers call them, and so does tenantnet itself when a network's
 // IPAM type is tenantnet-ipam, sparing an ADD a second process start (most
-// of an ADD's cost) while keeping one code path, one file layout and one
-// lock for both.
+// of an ADD's cost) while keeping one code path and one store for both. The
+// operator commands (list, release-node) are here too, for every CLI.
 package ipalloc
 
 import (
+	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net"
 	"net/netip"
@@ -20,6 +22,8 @@ import (
 	"github.com/tenantnet/tenantnet/pkg/cnierr"
 	"github.com/tenantnet/tenantnet/pkg/ipamconf"
 	"github.com/tenantnet/tenantnet/pkg/ipstore"
+	"github.com/tenantnet/tenantnet/pkg/ipstore/etcdstore"
+	"github.com/tenantnet/tenantnet/pkg/ipstore/filestore"
 	"github.com/tenantnet/tenantnet/pkg/ipx"
 	"github.com/tenantnet/tenantnet/pkg/rtargs"
 )
@@ -57,35 +61,53 @@ func load(stdin []byte) (*netConf, *ipamconf.Config, error) {
 	return &n, c, nil
 }
 
-// location reads only ipam.dataDir and the network name: DEL and GC must
-// work even when the rest of the ipam section was edited into something
-// invalid since ADD.
-func location(stdin []byte) (dir, name string, err error) {
+// location reads only the network name and where its reservations are
+// (ipam.dataDir, nodeName, etcd): DEL and GC must work even when the rest
+// of the ipam section was edited into something invalid since ADD.
+func location(stdin []byte) (string, *ipamconf.Store, error) {
 	var n struct {
-		Name string `json:"name"`
-		IPAM struct {
-			DataDir string `json:"dataDir"`
-		} `json:"ipam"`
+		Name string          `json:"name"`
+		IPAM json.RawMessage `json:"ipam"`
 	}
 	if err := json.Unmarshal(stdin, &n); err != nil {
-		return "", "", cnierr.Decode("network config: %v", err)
+		return "", nil, cnierr.Decode("network config: %v", err)
 	}
-	dir = n.IPAM.DataDir
-	if dir == "" {
-		dir = ipamconf.DefaultDataDir
+	st, err := ipamconf.ParseStore(n.IPAM)
+	if err != nil {
+		return "", nil, err
 	}
-	if !filepath.IsAbs(dir) {
-		return "", "", cnierr.Config("ipam.dataDir", "%q is not an absolute path", dir)
-	}
-	return dir, n.Name, nil
+	return n.Name, st, nil
 }
 
-func open(dir, name string) (*ipstore.Store, error) {
-	s, err := ipstore.Open(dir, name)
+// Open opens a network's store: etcd when ipam.etcd is set, else files.
+func Open(network string, st *ipamconf.Store) (ipstore.Store, error) {
+	o := options(network, st)
+	if st.Etcd != nil {
+		s, err := etcdstore.Open(o, st.Etcd)
+		if err != nil {
+			return nil, err // not a nil *Store in a non-nil interface
+		}
+		return s, nil
+	}
+	s, err := filestore.Open(o)
 	if err != nil {
-		return nil, cnierr.IO("open IPAM store %s: %v", filepath.Join(dir, name), err)
+		return nil, cnierr.IO("open IPAM store %s: %v", o.Dir(), err)
 	}
 	return s, nil
+}
+
+func options(network string, st *ipamconf.Store) ipstore.Options {
+	return ipstore.Options{Network: network, Node: st.NodeName, DataDir: st.DataDir}
+}
+
+// neverUsed reports that a files store was never created, so there is
+// nothing to release or collect (and nothing to create for it).
+func neverUsed(network string, st *ipamconf.Store) bool {
+	if st.Etcd != nil {
+		return false
+	}
+	_, err := os.Stat(filepath.Join(st.DataDir, network))
+	return os.IsNotExist(err)
 }
 
 // Add reserves the attachment's addresses and returns them as a result in
@@ -108,18 +130,101 @@ func Add(call Call) (*current.Result, error) {
 // Allocate is Add on a config already parsed and requests already checked
 // (tenantnet has done both before calling it in-process).
 func Allocate(network string, c *ipamconf.Config, gatewayOnHost bool, reqs []rtargs.IP, containerID, ifName string) (*current.Result, error) {
+	// Nothing to overlap: open the store when it is needed.
+	return (&Pending{network: network, c: c}).Allocate(gatewayOnHost, reqs, containerID, ifName, nil)
+}
+
+// Pending is a network's store opened ahead of the allocation. With etcd,
+// making the client, connecting and the first round trip (most of what etcd
+// adds to an ADD, and most of it CPU work in a fresh process) overlap the
+// caller's host setup; an etcd out of reach is then reported by Allocate.
+// Files are opened by Allocate itself: their lock must not be held while
+// the host is set up.
+type Pending struct {
+	network string
+	c       *ipamconf.Config
+	done    chan struct{}
+	s       ipstore.Store
+	err     error
+}
+
+// Prepare starts opening c's store; Allocate or Close must follow.
+func Prepare(network string, c *ipamconf.Config) *Pending {
+	p := &Pending{network: network, c: c}
+	if c.Etcd == nil {
+		return p
+	}
+	p.done = make(chan struct{})
+	go func() {
+		defer close(p.done)
+		s, err := etcdstore.Open(options(network, &c.Store), c.Etcd)
+		if err != nil {
+			p.err = err
+			return
+		}
+		p.s, p.err = s, s.Warm(context.Background())
+	}()
+	return p
+}
+
+// store waits for the store Prepare opened, or opens it now.
+func (p *Pending) store() (ipstore.Store, error) {
+	if p.done == nil {
+		p.s, p.err = Open(p.network, &p.c.Store)
+	} else {
+		<-p.done
+	}
+	return p.s, p.err
+}
+
+// Close closes the store if Allocate did not run; nil is fine.
+func (p *Pending) Close() {
+	if p == nil {
+		return
+	}
+	if p.done != nil {
+		<-p.done
+	}
+	if p.s != nil {
+		p.s.Close()
+		p.s = nil
+	}
+}
+
+// release closes the store after an allocation. An etcd client says
+// goodbye to each member (CPU the ADD need not wait for; a plugin process
+// exits moments later, and a longer-lived caller sees it finish).
+func (p *Pending) release() {
+	if s := p.s; s != nil && p.c.Etcd != nil {
+		p.s = nil
+		go s.Close()
+	}
+	p.Close()
+}
+
+// Allocate reserves the attachment's addresses and returns them as a result
+// in the current CNI version. A store shared by hosts keeps names with the
+// reservation (ipstore.Naming), for the other hosts' resolvers.
+func (p *Pending) Allocate(gatewayOnHost bool, reqs []rtargs.IP, containerID, ifName string, names []string) (*current.Result, error) {
+	defer p.release()
+	network, c := p.network, p.c
 	var want []netip.Addr
 	for _, r := range reqs {
 		want = append(want, r.Addr)
 	}
-	s, err := open(c.DataDir, network)
+	owner := ipstore.Owner{ContainerID: containerID, IfName: ifName}
+	s, err := p.store()
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("reserve addresses for %s in network %s: %w", owner, network, err)
 	}
-	defer s.Close()
-	addrs, err := s.Allocate(ipstore.Owner{ContainerID: containerID, IfName: ifName}, c, want)
+	var addrs []netip.Addr
+	if n, ok := s.(ipstore.Naming); ok {
+		addrs, err = n.AllocateNamed(context.Background(), owner, c, want, names)
+	} else {
+		addrs, err = s.Allocate(context.Background(), owner, c, want)
+	}
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("reserve addresses for %s in network %s: %w", owner, network, err)
 	}
 	res := &current.Result{CNIVersion: current.ImplementedSpecVersion, Routes: c.Routes}
 	for _, a := range addrs {
@@ -133,21 +238,30 @@ func Allocate(network string, c *ipamconf.Config, gatewayOnHost bool, reqs []rta
 	return res, nil
 }
 
-// Del releases the attachment's addresses; nothing reserved is fine.
+// Del releases the attachment's addresses; nothing reserved is fine. A
+// release that cannot reach etcd is journaled on this host and DEL
+// succeeds: the host side is gone, the address stays reserved (so it is
+// never handed out twice) until the next call that reaches etcd frees it,
+// and a failing DEL would leave the runtime stuck retrying.
 func Del(call Call) error {
-	dir, name, err := location(call.Config)
+	name, st, err := location(call.Config)
 	if err != nil {
 		return err
 	}
-	if _, err := os.Stat(filepath.Join(dir, name)); os.IsNotExist(err) {
-		return nil // nothing was ever reserved here
+	if neverUsed(name, st) {
+		return nil
 	}
-	s, err := open(dir, name)
+	s, err := Open(name, st)
 	if err != nil {
 		return err
 	}
 	defer s.Close()
-	return s.Release(call.owner())
+	err = s.Release(context.Background(), call.owner())
+	if errors.Is(err, ipstore.ErrDeferred) {
+		fmt.Fprintf(os.Stderr, "tenantnet-ipam: %v\n", err)
+		return nil
+	}
+	return err
 }
 
 // Check verifies that the attachment holds its addresses, and every address
@@ -157,13 +271,13 @@ func Check(call Call) error {
 	if err != nil {
 		return err
 	}
-	s, err := open(c.DataDir, n.Name)
+	s, err := Open(n.Name, &c.Store)
 	if err != nil {
 		return err
 	}
 	defer s.Close()
 	owner := call.owner()
-	held, err := s.Lookup(owner)
+	held, err := s.Lookup(context.Background(), owner)
 	if err != nil {
 		return err
 	}
@@ -196,10 +310,10 @@ func Check(call Call) error {
 	return nil
 }
 
-// GC releases every reservation whose owner is not in the config's
-// cni.dev/valid-attachments.
+// GC releases every reservation of this node whose owner is not in the
+// config's cni.dev/valid-attachments.
 func GC(config []byte) error {
-	dir, name, err := location(config)
+	name, st, err := location(config)
 	if err != nil {
 		return err
 	}
@@ -207,31 +321,113 @@ func GC(config []byte) error {
 	if err := json.Unmarshal(config, &n); err != nil {
 		return cnierr.Decode("network config: %v", err)
 	}
-	if _, err := os.Stat(filepath.Join(dir, name)); os.IsNotExist(err) {
+	if neverUsed(name, st) {
 		return nil
 	}
 	valid := map[ipstore.Owner]bool{}
 	for _, a := range n.ValidAttachments {
 		valid[ipstore.Owner{ContainerID: a.ContainerID, IfName: a.IfName}] = true
 	}
-	s, err := open(dir, name)
+	s, err := Open(name, st)
 	if err != nil {
 		return err
 	}
 	defer s.Close()
-	return s.GC(valid)
+	return s.GC(context.Background(), valid)
 }
 
-// Status says whether reservations can be made (the data dir is usable).
+// Status says whether reservations can be made: the data dir is usable, or
+// etcd answers.
 func Status(config []byte) error {
-	dir, name, err := location(config)
+	name, st, err := location(config)
 	if err != nil {
 		return err
 	}
-	s, err := ipstore.Open(dir, name)
-	if err != nil {
-		return cnierr.NotAvailable("tenantnet-ipam cannot use its data dir %s: %v", filepath.Join(dir, name), err)
+	s, err := Open(name, st)
+	if err == nil {
+		defer s.Close()
+		if p, ok := s.(interface{ Ping(context.Context) error }); ok {
+			err = p.Ping(context.Background())
+		}
 	}
-	s.Close()
+	if err != nil {
+		var e *types.Error
+		if errors.As(err, &e) && e.Code == types.ErrInvalidNetworkConfig {
+			return err
+		}
+		return cnierr.NotAvailable("tenantnet-ipam cannot reserve addresses in network %s: %v", name, err)
+	}
 	return nil
+}
+
+// NetworkConfig picks the tenantnet-ipam network out of a file an operator
+// points at: a network config, or a conflist (the first plugin whose ipam
+// type is tenantnet-ipam, under the list's name).
+func NetworkConfig(file []byte) ([]byte, error) {
+	var list struct {
+		Name    string            `json:"name"`
+		Plugins []json.RawMessage `json:"plugins"`
+	}
+	if err := json.Unmarshal(file, &list); err != nil {
+		return nil, cnierr.Decode("network config: %v", err)
+	}
+	if list.Plugins == nil {
+		return file, nil
+	}
+	for _, p := range list.Plugins {
+		var m map[string]any
+		if err := json.Unmarshal(p, &m); err != nil {
+			return nil, cnierr.Decode("plugins: %v", err)
+		}
+		if ipam, ok := m["ipam"].(map[string]any); ok && ipam["type"] == ipamconf.TypeName {
+			m["name"] = list.Name
+			return json.Marshal(m)
+		}
+	}
+	return nil, cnierr.Config("plugins", "no plugin of network %q has ipam type %q", list.Name, ipamconf.TypeName)
+}
+
+func openConfig(config []byte) (ipstore.Store, error) {
+	name, st, err := location(config)
+	if err != nil {
+		return nil, err
+	}
+	if name == "" {
+		return nil, cnierr.Config("name", "missing; the network's name says whose reservations these are")
+	}
+	return Open(name, st)
+}
+
+// List returns every reservation of the network of config (a network
+// config as NetworkConfig returns it): every node's, with etcd.
+func List(ctx context.Context, config []byte) ([]ipstore.Reservation, error) {
+	s, err := openConfig(config)
+	if err != nil {
+		return nil, err
+	}
+	defer s.Close()
+	return s.List(ctx)
+}
+
+// ReleaseNode releases everything node held in the network of config: the
+// addresses of a host that died and will not come back (a host that reboots
+// releases its old reservations itself on its first call). Only for a node
+// whose containers are gone: their addresses become free for others.
+func ReleaseNode(ctx context.Context, config []byte, node string) ([]ipstore.Reservation, error) {
+	s, err := openConfig(config)
+	if err != nil {
+		return nil, err
+	}
+	defer s.Close()
+	return s.ReleaseNode(ctx, node)
+}
+
+// NodeName is the node a config makes this host (ipam.nodeName, else the
+// host name).
+func NodeName(config []byte) (string, error) {
+	_, st, err := location(config)
+	if err != nil {
+		return "", err
+	}
+	return st.NodeName, nil
 }

@@ -39,10 +39,10 @@ type Range struct {
 
 // Config is a validated ipam section.
 type Config struct {
-	Type    string
-	Ranges  []Range // at most one per family, IPv4 first
-	Routes  []*types.Route
-	DataDir string
+	Type   string
+	Ranges []Range // at most one per family, IPv4 first
+	Routes []*types.Route
+	Store
 }
 
 type rangeJSON struct {
@@ -56,13 +56,15 @@ type rangeJSON struct {
 type configJSON struct {
 	Type string `json:"type"`
 	rangeJSON
-	Ranges  []rangeJSON    `json:"ranges"`
-	Routes  *[]types.Route `json:"routes"`
-	DataDir string         `json:"dataDir"`
+	Ranges   []rangeJSON     `json:"ranges"`
+	Routes   *[]types.Route  `json:"routes"`
+	DataDir  string          `json:"dataDir"`
+	NodeName string          `json:"nodeName"`
+	Etcd     json.RawMessage `json:"etcd"`
 }
 
 var (
-	configKeys = []string{"type", "subnet", "gateway", "rangeStart", "rangeEnd", "exclude", "ranges", "routes", "dataDir"}
+	configKeys = []string{"type", "subnet", "gateway", "rangeStart", "rangeEnd", "exclude", "ranges", "routes", "dataDir", "nodeName", "etcd"}
 	rangeKeys  = []string{"subnet", "gateway", "rangeStart", "rangeEnd", "exclude"}
 )
 
@@ -87,12 +89,22 @@ func Parse(raw json.RawMessage, gatewayOnHost, strict bool) (*Config, error) {
 	if cj.Type == "" {
 		return nil, cnierr.Config("ipam.type", "missing; use %q", TypeName)
 	}
-	c := &Config{Type: cj.Type, DataDir: cj.DataDir}
-	if c.DataDir == "" {
-		c.DataDir = DefaultDataDir
-	}
-	if !filepath.IsAbs(c.DataDir) {
-		return nil, cnierr.Config("ipam.dataDir", "%q is not an absolute path", c.DataDir)
+	c := &Config{Type: cj.Type, Store: Store{DataDir: cj.DataDir}}
+	if strict {
+		// Only tenantnet-ipam's own section: another IPAM type may give
+		// "etcd" a meaning of its own.
+		st, err := ParseStore(raw)
+		if err != nil {
+			return nil, err
+		}
+		c.Store = *st
+	} else {
+		if c.DataDir == "" {
+			c.DataDir = DefaultDataDir
+		}
+		if !filepath.IsAbs(c.DataDir) {
+			return nil, cnierr.Config("ipam.dataDir", "%q is not an absolute path", c.DataDir)
+		}
 	}
 
 	inline := cj.rangeJSON.Subnet != "" || cj.rangeJSON.Gateway != "" || cj.rangeJSON.RangeStart != "" ||

@@ -1,41 +1,24 @@
-// Package ipstore keeps one network's address reservations on this host in
-// files, safe against concurrent plugins and against a kill at any point.
-//
-// Layout under <dataDir>/<network>/:
-//
-//	lock               flock(2) held exclusively for every operation
-//	boot               boot id of the kernel that wrote the reservations
-//	ips/<addr>         symlink -> "<containerID>/<ifname>/<bootID>"
-//	owners/<cid>@<if>  symlink -> "<bootID>/<addr>[,<addr>]"
-//	last-4, last-6     the address handed out last, for round-robin
-//
-// Symlinks are written in one system call, so a reservation is either wholly
-// there or not at all; their targets are read with one readlink.
-//
-// Crash safety: the owner record is written before the address links and
-// removed after them. Every address link therefore has an owner record, and
-// release by owner finds it in O(1) without scanning ips/. A crash can only
-// leave an owner record that names addresses it does not hold; every reader
-// checks an address link's target before trusting or removing it.
-//
-// Reboot safety: containers do not survive a reboot, their reservations must
-// not either (the classic host-local leak). The first operation after a boot
-// sweeps every reservation stamped with another boot id.
+// Package ipstore is the interface between tenantnet-ipam and where one
+// network's address reservations are kept, and what its implementations
+// share: the files of one host (ipstore/filestore, the default) or an etcd
+// cluster shared by every host (ipstore/etcdstore). One conformance suite
+// (ipstore/storetest) runs against both.
 package ipstore
 
 import (
+	"context"
 	"errors"
 	"fmt"
-	"io/fs"
+	"hash/fnv"
+	"math/bits"
 	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/containernetworking/cni/pkg/types"
 
-	"github.com/tenantnet/tenantnet/pkg/flock"
-	"github.com/tenantnet/tenantnet/pkg/fsx"
 	"github.com/tenantnet/tenantnet/pkg/ipamconf"
 )
 
@@ -43,11 +26,14 @@ import (
 // in the plugin-specific range (100 and up) because no spec code fits.
 const ErrExhausted uint = 100
 
-// maxScan bounds the search for a free address in huge (IPv6) ranges.
-const maxScan = 1 << 20
+// MaxScan bounds the search for a free address in huge (IPv6) ranges.
+const MaxScan = 1 << 20
 
-// bootIDPath is a variable so tests can simulate a reboot.
-var bootIDPath = "/proc/sys/kernel/random/boot_id"
+// ErrDeferred is returned (wrapped) by Release when the store could not
+// reach its backend and journaled the release on this host instead: the
+// address stays reserved (never handed out twice) until a later call that
+// reaches the backend completes the release.
+var ErrDeferred = errors.New("release deferred")
 
 // Owner identifies an attachment: the CNI container ID and interface name.
 type Owner struct {
@@ -55,177 +41,120 @@ type Owner struct {
 	IfName      string
 }
 
-func (o Owner) key() string    { return o.ContainerID + "@" + o.IfName }
+// Key is the owner's name in file names and etcd keys; container IDs and
+// interface names cannot contain '@' or '/'.
+func (o Owner) Key() string    { return o.ContainerID + "@" + o.IfName }
 func (o Owner) String() string { return o.ContainerID + " (" + o.IfName + ")" }
 
-// Store is one network's reservations, locked for the caller until Close.
-type Store struct {
-	dir    string
-	lock   *flock.Lock
-	bootID string
+// ParseOwnerKey reverses Key.
+func ParseOwnerKey(k string) (Owner, bool) {
+	cid, ifn, ok := strings.Cut(k, "@")
+	if !ok || cid == "" || ifn == "" || strings.ContainsAny(k, "/") {
+		return Owner{}, false
+	}
+	return Owner{cid, ifn}, true
 }
 
-// Open locks the network's reservations, creating the directory on first use.
-func Open(dataDir, network string) (*Store, error) {
-	dir := filepath.Join(dataDir, network)
-	s := &Store{dir: dir}
-	lock, err := flock.Exclusive(filepath.Join(dir, "lock"))
-	if errors.Is(err, fs.ErrNotExist) {
-		if err := os.MkdirAll(dir, 0o700); err != nil {
-			return nil, fmt.Errorf("create IPAM data dir: %w", err)
-		}
-		lock, err = flock.Exclusive(filepath.Join(dir, "lock"))
-	}
-	if err != nil {
-		return nil, err
-	}
-	s.lock = lock
-	// Under the lock: a process that created dir a moment ago may not have
-	// made the subdirectories yet.
-	for _, d := range []string{"ips", "owners"} {
-		if err := os.Mkdir(filepath.Join(dir, d), 0o700); err != nil && !errors.Is(err, fs.ErrExist) {
-			s.Close()
-			return nil, fmt.Errorf("create IPAM data dir: %w", err)
-		}
-	}
-	id, err := os.ReadFile(bootIDPath)
-	if err != nil {
-		s.Close()
-		return nil, fmt.Errorf("read boot id: %w", err)
-	}
-	s.bootID = strings.TrimSpace(string(id))
-	if err := s.sweepOtherBoots(); err != nil {
-		s.Close()
-		return nil, err
-	}
-	return s, nil
+// Reservation is one reserved address, as operators list them.
+type Reservation struct {
+	Addr   netip.Addr
+	Owner  Owner
+	Node   string
+	BootID string
+	Since  time.Time
 }
 
-// Close releases the lock.
-func (s *Store) Close() { s.lock.Unlock() }
-
-func (s *Store) ipPath(a netip.Addr) string { return filepath.Join(s.dir, "ips", a.String()) }
-func (s *Store) ownerPath(o Owner) string   { return filepath.Join(s.dir, "owners", o.key()) }
-
-// holder reads who holds addr; ok is false when nobody does.
-func (s *Store) holder(a netip.Addr) (o Owner, boot string, ok bool, err error) {
-	t, err := os.Readlink(s.ipPath(a))
-	if errors.Is(err, fs.ErrNotExist) {
-		return o, "", false, nil
-	}
-	if err != nil {
-		return o, "", false, fmt.Errorf("read reservation of %s: %w", a, err)
-	}
-	parts := strings.Split(t, "/")
-	if len(parts) != 3 {
-		return o, "", true, nil // unreadable: treat as held by nobody we know
-	}
-	return Owner{parts[0], parts[1]}, parts[2], true, nil
+// Options open one network's store as one node.
+type Options struct {
+	Network string
+	// Node is this host's name: GC and the reboot sweep touch only its
+	// reservations.
+	Node string
+	// BootID identifies this boot of the host ("": the kernel's); a
+	// reservation of another boot belongs to a container that no longer
+	// exists.
+	BootID string
+	// DataDir holds the network's local files (all of them for the files
+	// store; the round-robin memory and release journal for etcd).
+	DataDir string
 }
 
-// record reads an owner record.
-func (s *Store) record(o Owner) (addrs []netip.Addr, boot string, ok bool, err error) {
-	t, err := os.Readlink(s.ownerPath(o))
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil, "", false, nil
-	}
-	if err != nil {
-		return nil, "", false, fmt.Errorf("read owner record of %s: %w", o, err)
-	}
-	boot, list, _ := strings.Cut(t, "/")
-	for _, f := range strings.Split(list, ",") {
-		if a, err := netip.ParseAddr(f); err == nil {
-			addrs = append(addrs, a)
-		}
-	}
-	return addrs, boot, true, nil
-}
+// Dir is the network's local directory.
+func (o Options) Dir() string { return filepath.Join(o.DataDir, o.Network) }
 
-// replaceLink atomically points path at target.
-func replaceLink(path, target string) error {
-	tmp := path + ".tmp"
-	os.Remove(tmp)
-	if err := os.Symlink(target, tmp); err != nil {
-		return err
+// ResolveBootID fills in the kernel's boot id when none was given.
+func (o *Options) ResolveBootID() error {
+	if o.BootID != "" {
+		return nil
 	}
-	if err := os.Rename(tmp, path); err != nil {
-		os.Remove(tmp)
-		return err
+	id, err := os.ReadFile("/proc/sys/kernel/random/boot_id")
+	if err != nil {
+		return fmt.Errorf("read boot id: %w", err)
 	}
+	o.BootID = strings.TrimSpace(string(id))
 	return nil
 }
 
-// Lookup returns the addresses held by o (only those whose links confirm it).
-func (s *Store) Lookup(o Owner) ([]netip.Addr, error) {
-	addrs, _, ok, err := s.record(o)
-	if err != nil || !ok {
-		return nil, err
-	}
-	var held []netip.Addr
-	for _, a := range addrs {
-		h, _, ok, err := s.holder(a)
-		if err != nil {
-			return nil, err
-		}
-		if ok && h == o {
-			held = append(held, a)
-		}
-	}
-	return held, nil
+// Store is one network's reservations, as seen from one node, until Close.
+// Every method is safe against other processes and other nodes using the
+// same reservations at the same time, and against a kill at any point.
+type Store interface {
+	// Allocate reserves one address per range of c for o: the requested
+	// one of its family, else the next free one after the last this node
+	// handed out. A second call for the same owner returns what it holds
+	// already when that satisfies the requests. A requested address held
+	// by another owner is refused with code 7, a full range with
+	// ErrExhausted.
+	Allocate(ctx context.Context, o Owner, c *ipamconf.Config, requested []netip.Addr) ([]netip.Addr, error)
+	// Release frees what o holds on this node, in O(1); nothing held is
+	// fine. It never frees an address o no longer holds. See ErrDeferred.
+	Release(ctx context.Context, o Owner) error
+	// Lookup returns the addresses o holds on this node.
+	Lookup(ctx context.Context, o Owner) ([]netip.Addr, error)
+	// GC releases this node's reservations whose owner is not in valid,
+	// never another node's.
+	GC(ctx context.Context, valid map[Owner]bool) error
+	// List returns every reservation of the network (every node's, where
+	// the store is shared), by address.
+	List(ctx context.Context) ([]Reservation, error)
+	// ReleaseNode releases everything node holds (a dead host's
+	// addresses) and returns what it released.
+	ReleaseNode(ctx context.Context, node string) ([]Reservation, error)
+	Close() error
 }
 
-// Allocate reserves one address per range for o: the requested one for its
-// family, else the next free one after the last handed out. A second call for
-// the same owner returns what it already holds.
-func (s *Store) Allocate(o Owner, c *ipamconf.Config, requested []netip.Addr) ([]netip.Addr, error) {
-	held, err := s.Lookup(o)
-	if err != nil {
-		return nil, err
-	}
-	if len(held) == len(c.Ranges) && matchesRequests(held, requested) {
-		return held, nil
-	}
-	if err := s.Release(o); err != nil { // partial or different: start clean
-		return nil, err
-	}
-
-	var picked []netip.Addr
-	dynamic := map[netip.Addr]bool{}
-	for i := range c.Ranges {
-		r := &c.Ranges[i]
-		a, static, err := s.pick(o, r, requested)
-		if err != nil {
-			return nil, err
-		}
-		picked = append(picked, a)
-		dynamic[a] = !static
-	}
-
-	strs := make([]string, len(picked))
-	for i, a := range picked {
-		strs[i] = a.String()
-	}
-	if err := replaceLink(s.ownerPath(o), s.bootID+"/"+strings.Join(strs, ",")); err != nil {
-		return nil, types.NewError(types.ErrIOFailure, fmt.Sprintf("write owner record for %s: %v", o, err), "")
-	}
-	target := o.ContainerID + "/" + o.IfName + "/" + s.bootID
-	for i, a := range picked {
-		if err := os.Symlink(target, s.ipPath(a)); err != nil {
-			for _, b := range picked[:i] {
-				os.Remove(s.ipPath(b))
-			}
-			os.Remove(s.ownerPath(o))
-			return nil, types.NewError(types.ErrIOFailure, fmt.Sprintf("reserve %s: %v", a, err), "")
-		}
-		if dynamic[a] {
-			// Round-robin memory only: losing it to a crash costs a longer scan, nothing else.
-			_ = os.WriteFile(filepath.Join(s.dir, lastName(a)), []byte(a.String()), 0o600)
-		}
-	}
-	return picked, nil
+// Naming is a store shared by hosts (etcd): it keeps an attachment's DNS
+// names (pkg/names) with its reservation, where the resolvers of the other
+// hosts read them. A store of one host is not one: the host's own name
+// records serve its containers, and nobody else would read them.
+type Naming interface {
+	// AllocateNamed is Allocate that keeps names with the reservation. An
+	// owner that holds its addresses already gets names in place of the
+	// ones it had (a re-ADD with other aliases).
+	AllocateNamed(ctx context.Context, o Owner, c *ipamconf.Config, requested []netip.Addr, names []string) ([]netip.Addr, error)
 }
 
-func matchesRequests(held, requested []netip.Addr) bool {
+// Requested returns the requested address of r's family, validated against
+// r. Requests were checked before (ipamconf.CheckRequests); this keeps a
+// store from reserving an address no range allows, whoever calls it.
+func Requested(r *ipamconf.Range, requested []netip.Addr) (netip.Addr, bool, error) {
+	for _, a := range requested {
+		if a.Is4() != r.Subnet.Addr().Is4() {
+			continue
+		}
+		if err := r.Usable(a); err != nil {
+			return a, true, types.NewError(types.ErrInvalidNetworkConfig, fmt.Sprintf("requested address %s cannot be handed out: %v", a, err), "")
+		}
+		return a, true, nil
+	}
+	return netip.Addr{}, false, nil
+}
+
+// Satisfies reports whether held (one address per range) answers requested.
+func Satisfies(held []netip.Addr, c *ipamconf.Config, requested []netip.Addr) bool {
+	if len(held) != len(c.Ranges) {
+		return false
+	}
 	for _, r := range requested {
 		found := false
 		for _, h := range held {
@@ -238,179 +167,123 @@ func matchesRequests(held, requested []netip.Addr) bool {
 	return true
 }
 
-func lastName(a netip.Addr) string {
-	if a.Is4() {
-		return "last-4"
+// InUse is the refusal of a requested address someone else holds. It is
+// code 7 like every other conflict of the input with the host's state:
+// retrying the same request cannot succeed until someone acts.
+func InUse(a netip.Addr, holder Owner, node string) error {
+	on := ""
+	if node != "" {
+		on = " on node " + node
 	}
-	return "last-6"
+	return types.NewError(types.ErrInvalidNetworkConfig,
+		fmt.Sprintf("requested address %s is already in use by container %s%s; pick another address or remove that container", a, holder, on), "")
 }
 
-func (s *Store) pick(o Owner, r *ipamconf.Range, requested []netip.Addr) (a netip.Addr, static bool, err error) {
-	for _, a := range requested {
-		if a.Is4() != r.Subnet.Addr().Is4() {
-			continue
-		}
-		if err := r.Usable(a); err != nil {
-			return a, true, types.NewError(types.ErrInvalidNetworkConfig, fmt.Sprintf("requested address %s cannot be handed out: %v", a, err), "")
-		}
-		h, _, ok, err := s.holder(a)
-		if err != nil {
-			return a, true, err
-		}
-		if ok && h != o {
-			return a, true, types.NewError(types.ErrInvalidNetworkConfig,
-				fmt.Sprintf("requested address %s is already in use by container %s; pick another address or remove that container", a, h), "")
-		}
-		return a, true, nil
-	}
+// Exhausted is the error for a range with no free address.
+func Exhausted(r *ipamconf.Range) error {
+	return types.NewError(ErrExhausted,
+		fmt.Sprintf("subnet %s is full: no free address in %s-%s; remove containers (DEL, GC) or widen rangeStart/rangeEnd", r.Subnet, r.Start, r.End), "")
+}
 
-	start := r.Start
-	if b, err := os.ReadFile(filepath.Join(s.dir, lastName(r.Start))); err == nil {
-		if last, err := netip.ParseAddr(string(b)); err == nil && r.InRange(last) && last != r.End {
-			start = last.Next()
-		}
-	}
-	a = start
-	for n := 0; n < maxScan; n++ {
+// Walk calls free for the usable addresses of r from start on, wrapping at
+// the end, until free says yes (that address is returned), MaxScan tries
+// pass or the range is done (Exhausted).
+func Walk(r *ipamconf.Range, start netip.Addr, free func(netip.Addr) (bool, error)) (netip.Addr, error) {
+	a := start
+	for n := 0; n < MaxScan; n++ {
 		if r.Usable(a) == nil {
-			_, err := os.Lstat(s.ipPath(a))
-			if errors.Is(err, fs.ErrNotExist) {
-				return a, false, nil
-			}
+			ok, err := free(a)
 			if err != nil {
-				return a, false, fmt.Errorf("check %s: %w", a, err)
+				return netip.Addr{}, err
+			}
+			if ok {
+				return a, nil
 			}
 		}
-		if a == r.End {
-			a = r.Start
-		} else {
-			a = a.Next()
-		}
+		a = Next(r, a)
 		if a == start {
 			break
 		}
 	}
-	return netip.Addr{}, false, types.NewError(ErrExhausted,
-		fmt.Sprintf("subnet %s is full: no free address in %s-%s; remove containers (DEL, GC) or widen rangeStart/rangeEnd", r.Subnet, r.Start, r.End), "")
+	return netip.Addr{}, Exhausted(r)
 }
 
-// Release frees what o holds. Releasing an owner with nothing is not an error.
-func (s *Store) Release(o Owner) error {
-	addrs, _, ok, err := s.record(o)
-	if err != nil || !ok {
-		return err
+// Next is the address after a in r, wrapping to the start.
+func Next(r *ipamconf.Range, a netip.Addr) netip.Addr {
+	if a == r.End || !r.InRange(a) {
+		return r.Start
 	}
-	for _, a := range addrs {
-		h, _, held, err := s.holder(a)
-		if err != nil {
-			return err
-		}
-		if held && h == o {
-			if err := fsx.Remove(s.ipPath(a)); err != nil {
-				return fmt.Errorf("release %s: %w", a, err)
-			}
-		}
-	}
-	if err := fsx.Remove(s.ownerPath(o)); err != nil {
-		return fmt.Errorf("remove owner record of %s: %w", o, err)
-	}
-	return nil
+	return a.Next()
 }
 
-// Owners lists every owner with a record (for GC).
-func (s *Store) Owners() ([]Owner, error) {
-	names, err := fsx.Names(filepath.Join(s.dir, "owners"))
-	if err != nil {
-		return nil, err
+// Cursor is a node's round-robin memory in its local directory: the address
+// it handed out last, per family. Losing it costs a longer search, nothing
+// else, so it is written without care for crashes.
+type Cursor struct{ Dir string }
+
+func (c Cursor) path(is4 bool) string {
+	if is4 {
+		return filepath.Join(c.Dir, "last-4")
 	}
-	var out []Owner
-	for _, n := range names {
-		if cid, ifn, ok := strings.Cut(n, "@"); ok && !strings.HasSuffix(n, ".tmp") {
-			out = append(out, Owner{cid, ifn})
-		}
-	}
-	return out, nil
+	return filepath.Join(c.Dir, "last-6")
 }
 
-// Reserved lists every reserved address with its holder.
-func (s *Store) Reserved() (map[netip.Addr]Owner, error) {
-	names, err := fsx.Names(filepath.Join(s.dir, "ips"))
-	if err != nil {
-		return nil, err
-	}
-	out := map[netip.Addr]Owner{}
-	for _, n := range names {
-		a, err := netip.ParseAddr(n)
-		if err != nil {
-			continue
-		}
-		if h, _, ok, err := s.holder(a); err == nil && ok {
-			out[a] = h
+// Start is where the search for a free address in r begins: after the last
+// address handed out, else at first.
+func (c Cursor) Start(r *ipamconf.Range, first netip.Addr) netip.Addr {
+	if b, err := os.ReadFile(c.path(r.Start.Is4())); err == nil {
+		if last, err := netip.ParseAddr(string(b)); err == nil && r.InRange(last) {
+			return Next(r, last)
 		}
 	}
-	return out, nil
+	return first
 }
 
-// sweepOtherBoots removes reservations made before the last reboot. It reads
-// every record, but only once per boot.
-func (s *Store) sweepOtherBoots() error {
-	bootFile := filepath.Join(s.dir, "boot")
-	if b, err := os.ReadFile(bootFile); err == nil && string(b) == s.bootID {
-		return nil
-	}
-	names, err := fsx.Names(filepath.Join(s.dir, "ips"))
-	if err != nil {
-		return fmt.Errorf("sweep reservations: %w", err)
-	}
-	for _, n := range names {
-		p := filepath.Join(s.dir, "ips", n)
-		t, err := os.Readlink(p)
-		if err != nil || !strings.HasSuffix(t, "/"+s.bootID) {
-			os.Remove(p)
-		}
-	}
-	names, err = fsx.Names(filepath.Join(s.dir, "owners"))
-	if err != nil {
-		return fmt.Errorf("sweep owner records: %w", err)
-	}
-	for _, n := range names {
-		p := filepath.Join(s.dir, "owners", n)
-		t, err := os.Readlink(p)
-		if err != nil || !strings.HasPrefix(t, s.bootID+"/") {
-			os.Remove(p)
-		}
-	}
-	tmp := bootFile + ".tmp"
-	if err := os.WriteFile(tmp, []byte(s.bootID), 0o600); err != nil {
-		return fmt.Errorf("write boot id: %w", err)
-	}
-	return os.Rename(tmp, bootFile)
+// Save remembers a as the last address handed out.
+func (c Cursor) Save(a netip.Addr) { _ = os.WriteFile(c.path(a.Is4()), []byte(a.String()), 0o600) }
+
+// NodeStart is a node's own starting point in r (a hash of its name), so
+// that hosts sharing a range begin their round-robin in different places
+// and rarely race for the same address.
+func NodeStart(r *ipamconf.Range, node string) netip.Addr {
+	h := fnv.New64a()
+	h.Write([]byte(node))
+	return add(r.Start, h.Sum64()%span(r.Start, r.End))
 }
 
-// GC releases every reservation whose owner is not in valid: first by owner
-// record, then any address link left without one.
-func (s *Store) GC(valid map[Owner]bool) error {
-	owners, err := s.Owners()
-	if err != nil {
-		return err
+// span is the number of addresses from a to b (inclusive), capped at 2^63.
+func span(a, b netip.Addr) uint64 {
+	ah, al := u128(a)
+	bh, bl := u128(b)
+	lo, borrow := bits.Sub64(bl, al, 0)
+	hi, _ := bits.Sub64(bh, ah, borrow)
+	if hi != 0 || lo >= 1<<63 {
+		return 1 << 63
 	}
-	for _, o := range owners {
-		if !valid[o] {
-			if err := s.Release(o); err != nil {
-				return err
-			}
-		}
+	return lo + 1
+}
+
+func add(a netip.Addr, n uint64) netip.Addr {
+	hi, lo := u128(a)
+	lo, carry := bits.Add64(lo, n, 0)
+	hi += carry
+	var b [16]byte
+	for i := range 8 {
+		b[i] = byte(hi >> (56 - 8*i))
+		b[8+i] = byte(lo >> (56 - 8*i))
 	}
-	held, err := s.Reserved()
-	if err != nil {
-		return err
+	r := netip.AddrFrom16(b)
+	if a.Is4() {
+		return r.Unmap()
 	}
-	for a, o := range held {
-		if !valid[o] {
-			if err := fsx.Remove(s.ipPath(a)); err != nil {
-				return fmt.Errorf("release %s: %w", a, err)
-			}
-		}
+	return r
+}
+
+func u128(a netip.Addr) (hi, lo uint64) {
+	b := a.As16()
+	for i := range 8 {
+		hi = hi<<8 | uint64(b[i])
+		lo = lo<<8 | uint64(b[8+i])
 	}
-	return nil
+	return hi, lo
 }

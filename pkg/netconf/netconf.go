@@ -17,6 +17,7 @@ import (
 	"github.com/tenantnet/tenantnet/pkg/cnierr"
 	"github.com/tenantnet/tenantnet/pkg/ipamconf"
 	"github.com/tenantnet/tenantnet/pkg/jsonx"
+	"github.com/tenantnet/tenantnet/pkg/names"
 	"github.com/tenantnet/tenantnet/pkg/rtargs"
 	"github.com/tenantnet/tenantnet/pkg/tenant"
 )
@@ -72,10 +73,13 @@ type Config struct {
 	StateDir      string
 	PortSecurity  bool
 	HostAccess    string
+	AdoptBridge   bool
 
 	IPAMType string
 	IPAM     *ipamconf.Config
 	DNS      types.DNS
+	// Names is nil unless the network sets `names`.
+	Names *names.Request
 
 	Requests *rtargs.Requests
 
@@ -131,6 +135,8 @@ type rawConf struct {
 	StateDir        string          `json:"stateDir"`
 	PortSecurity    *bool           `json:"portSecurity"`
 	HostAccess      string          `json:"hostAccess"`
+	Names           json.RawMessage `json:"names"`
+	AdoptBridge     bool            `json:"adoptBridge"`
 }
 
 // topKeys are every key a tenantnet config may carry: ours and those the CNI
@@ -140,6 +146,7 @@ var topKeys = []string{
 	"prevResult", "cni.dev/valid-attachments",
 	"vlan", "trunk", "bridge", "vlanInterface", "vlanMac", "mtu", "gateway", "nat", "isolation",
 	"firewallBackend", "dropAction", "hairpinMode", "stateDir", "portSecurity", "hostAccess",
+	"firewallBackend", "dropAction", "hairpinMode", "stateDir", "names", "adoptBridge",
 }
 
 var natKeys = []string{"outInterface", "sourceIP", "exempt"}
@@ -165,6 +172,7 @@ func Parse(stdin []byte, cniArgs string) (*Config, error) {
 		StateDir:      r.StateDir,
 		PortSecurity:  r.PortSecurity == nil || *r.PortSecurity,
 		HostAccess:    r.HostAccess,
+		AdoptBridge:   r.AdoptBridge,
 		DNS:           r.DNS,
 		Raw:           stdin,
 		RawPrevResult: r.RawPrevResult,
@@ -290,6 +298,9 @@ func Parse(stdin []byte, cniArgs string) (*Config, error) {
 		return nil, err
 	}
 	c.Requests = reqs
+	if c.Names, err = names.Parse(r.Names, c.Name, c.Gateway, reqs.Names); err != nil {
+		return nil, err
+	}
 	return c, nil
 }
 

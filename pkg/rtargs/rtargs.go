@@ -1,7 +1,8 @@
 // Package rtargs reads what a runtime asks for one attachment: static
-// addresses, a MAC address and allowed address pairs. Runtimes say it in three ways: CNI_ARGS
-// (podman's IP= and MAC=), "args": {"cni": {...}} in the config, and the
-// "ips" / "mac" capabilities in "runtimeConfig" (containerd, cnitool CAP_ARGS).
+// addresses, a MAC address, names and allowed address pairs. Runtimes say it
+// in three ways: CNI_ARGS (podman's IP= and MAC=), "args": {"cni": {...}} in
+// the config, and the "ips" / "mac" capabilities in "runtimeConfig"
+// (containerd, cnitool CAP_ARGS).
 package rtargs
 
 import (
@@ -13,6 +14,7 @@ import (
 
 	"github.com/tenantnet/tenantnet/pkg/cnierr"
 	"github.com/tenantnet/tenantnet/pkg/jsonx"
+	"github.com/tenantnet/tenantnet/pkg/names"
 	"github.com/tenantnet/tenantnet/pkg/tenant"
 )
 
@@ -23,6 +25,9 @@ type Requests struct {
 	// Pairs are args.cni.allowedAddressPairs: sources port security lets
 	// the container send from besides its own.
 	Pairs []tenant.AddressPair
+	// Names is what may name the container, unvalidated: it matters only
+	// when the network has names (netconf validates it then).
+	Names names.Args
 }
 
 // PairsField is where allowed address pairs come from, for messages.
@@ -45,12 +50,14 @@ type stdin struct {
 		CNI *struct {
 			IPs   []string          `json:"ips"`
 			MAC   string            `json:"mac"`
+			Names []string          `json:"names"`
 			Pairs []json.RawMessage `json:"allowedAddressPairs"`
 		} `json:"cni"`
 	} `json:"args"`
 	RuntimeConfig *struct {
-		IPs []string `json:"ips"`
-		MAC string   `json:"mac"`
+		IPs     []string        `json:"ips"`
+		MAC     string          `json:"mac"`
+		Aliases json.RawMessage `json:"aliases"`
 	} `json:"runtimeConfig"`
 }
 
@@ -73,7 +80,7 @@ func Parse(config []byte, cniArgs string) (*Requests, error) {
 	if err != nil {
 		return nil, err
 	}
-	r := &Requests{}
+	r := &Requests{Names: names.Args{PodName: kv["K8S_POD_NAME"]}}
 
 	var ips []string
 	var ipsFrom string
@@ -98,6 +105,7 @@ func Parse(config []byte, cniArgs string) (*Requests, error) {
 			}
 			r.Pairs = append(r.Pairs, pair)
 		}
+		r.Names.Names = in.Args.CNI.Names
 	}
 	if rc := in.RuntimeConfig; rc != nil {
 		if len(rc.IPs) > 0 {
@@ -106,6 +114,7 @@ func Parse(config []byte, cniArgs string) (*Requests, error) {
 		if rc.MAC != "" {
 			macStr, macFrom = rc.MAC, "runtimeConfig.mac"
 		}
+		r.Names.Aliases = rc.Aliases
 	}
 	for _, s := range ips {
 		s = strings.TrimSpace(s)

@@ -58,8 +58,10 @@ type Undo struct {
 	CreatedBridge  bool           `json:"createdBridge,omitempty"`
 	EnslavedUplink bool           `json:"enslavedUplink,omitempty"`
 	AddedAddrs     []netip.Prefix `json:"addedAddrs,omitempty"`
-	// PrevGroup is the netdev group an existing bridge had before.
+	// PrevGroup and PrevAlias are an adopted bridge's netdev group and
+	// alias before.
 	PrevGroup *uint32      `json:"prevGroup,omitempty"`
+	PrevAlias *string      `json:"prevAlias,omitempty"`
 	Moved     uplink.Moved `json:"moved,omitzero"`
 }
 
@@ -125,7 +127,7 @@ func (d Dir) LockTenant(bridge string, shared bool) (*flock.Lock, error) {
 // ReadHost returns the host record (zero when there is none).
 func (d Dir) ReadHost() (Host, error) {
 	var h Host
-	_, err := readJSON(filepath.Join(d.Root, "host.json"), &h)
+	_, err := fsx.ReadJSON(filepath.Join(d.Root, "host.json"), &h)
 	return h, err
 }
 
@@ -138,7 +140,7 @@ func (d Dir) RemoveHost() error { return fsx.Remove(filepath.Join(d.Root, "host.
 // ReadTenant returns the tenant on bridge, or nil.
 func (d Dir) ReadTenant(bridge string) (*Tenant, error) {
 	var t Tenant
-	ok, err := readJSON(d.tenantPath(bridge), &t)
+	ok, err := fsx.ReadJSON(d.tenantPath(bridge), &t)
 	if err != nil || !ok {
 		return nil, err
 	}
@@ -148,23 +150,53 @@ func (d Dir) ReadTenant(bridge string) (*Tenant, error) {
 // WriteTenant writes a tenant record atomically.
 func (d Dir) WriteTenant(t *Tenant) error { return writeJSON(d.tenantPath(t.Spec.Bridge), t) }
 
-// RemoveTenant removes a tenant record (its lock file stays: removing a
-// lock file others may be waiting on would split them onto two locks).
+// RemoveTenant removes a tenant record.
 func (d Dir) RemoveTenant(bridge string) error { return fsx.Remove(d.tenantPath(bridge)) }
 
-// Tenants returns every tenant record on the host.
+// ForgetTenant removes what the state dir keeps of a tenant that is gone, or
+// never came: its attachment directory and its lock file. tl is the tenant's
+// lock, held exclusively (with the host lock) after the last attachment
+// went, so no ADD stands between its lock and its attachment record; an ADD
+// waiting on the lock file starts over on a new one (package flock).
+func (d Dir) ForgetTenant(bridge string, tl *flock.Lock) error {
+	if err := os.RemoveAll(d.attachDir(bridge)); err != nil {
+		return err
+	}
+	return tl.Remove()
+}
+
+// ErrCorrupt is a record that exists but cannot be parsed.
+var ErrCorrupt = fsx.ErrCorrupt
+
+// Unreadable is Tenants' error when some records cannot be parsed; Tenants
+// still returns the others.
+type Unreadable struct {
+	Bridges []string
+	Errs    []error
+}
+
+func (u *Unreadable) Error() string { return errors.Join(u.Errs...).Error() }
+
+// Tenants returns every tenant record on the host. Records that cannot be
+// parsed are left out and named in an *Unreadable error.
 func (d Dir) Tenants() ([]*Tenant, error) {
 	names, err := fsx.Names(filepath.Join(d.Root, "tenants"))
 	if err != nil {
 		return nil, err
 	}
 	var out []*Tenant
+	var bad Unreadable
 	for _, n := range names {
 		br, ok := strings.CutSuffix(n, ".json")
 		if !ok {
 			continue
 		}
 		t, err := d.ReadTenant(br)
+		if errors.Is(err, ErrCorrupt) {
+			bad.Bridges = append(bad.Bridges, br)
+			bad.Errs = append(bad.Errs, err)
+			continue
+		}
 		if err != nil {
 			return nil, err
 		}
@@ -172,7 +204,17 @@ func (d Dir) Tenants() ([]*Tenant, error) {
 			out = append(out, t)
 		}
 	}
+	if len(bad.Bridges) > 0 {
+		return out, &bad
+	}
 	return out, nil
+}
+
+// SetAside moves a tenant record that cannot be parsed out of the way, as
+// <bridge>.json.corrupt, and returns its new path.
+func (d Dir) SetAside(bridge string) (string, error) {
+	to := d.tenantPath(bridge) + ".corrupt"
+	return to, os.Rename(d.tenantPath(bridge), to)
 }
 
 // WriteAttachment records an attachment.
@@ -191,7 +233,7 @@ func (d Dir) WriteAttachment(bridge string, a *Attachment) error {
 // ReadAttachment returns an attachment record, or nil.
 func (d Dir) ReadAttachment(bridge, cid, ifName string) (*Attachment, error) {
 	var a Attachment
-	ok, err := readJSON(d.attachPath(bridge, cid, ifName), &a)
+	ok, err := fsx.ReadJSON(d.attachPath(bridge, cid, ifName), &a)
 	if err != nil || !ok {
 		return nil, err
 	}
@@ -242,40 +284,19 @@ func (d Dir) Attachments(bridge string) ([]*Attachment, error) {
 			continue
 		}
 		var a Attachment
-		if ok, err := readJSON(filepath.Join(d.attachDir(bridge), n), &a); err == nil && ok {
+		if ok, err := fsx.ReadJSON(filepath.Join(d.attachDir(bridge), n), &a); err == nil && ok {
 			out = append(out, &a)
 		}
 	}
 	return out, nil
 }
 
-func readJSON(path string, v any) (bool, error) {
-	b, err := os.ReadFile(path)
-	if errors.Is(err, fs.ErrNotExist) {
-		return false, nil
-	}
-	if err != nil {
-		return false, fmt.Errorf("read %s: %w", path, err)
-	}
-	if err := json.Unmarshal(b, v); err != nil {
-		return false, fmt.Errorf("parse %s: %w", path, err)
-	}
-	return true, nil
-}
-
-// writeJSON replaces path atomically: readers see the old or the new record.
+// writeJSON replaces path atomically and durably (fsx.WriteAtomic): readers
+// see the old or the new record, also after a power loss.
 func writeJSON(path string, v any) error {
 	b, err := json.MarshalIndent(v, "", "  ")
 	if err != nil {
 		return err
 	}
-	tmp := fmt.Sprintf("%s.%d.tmp", path, os.Getpid())
-	if err := os.WriteFile(tmp, b, 0o600); err != nil {
-		return err
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		os.Remove(tmp)
-		return err
-	}
-	return nil
+	return fsx.WriteAtomic(path, b)
 }

@@ -1,6 +1,7 @@
 package state
 
 import (
+	"errors"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -51,5 +52,36 @@ func TestTenantAndAttachmentRecords(t *testing.T) {
 	}
 	if ts, _ := d.Tenants(); len(ts) != 1 {
 		t.Fatalf("tenants %v", ts)
+	}
+}
+
+// A record that cannot be parsed does not hide the others: Tenants returns
+// them, and names the bad one in an *Unreadable error.
+func TestUnreadableRecordDoesNotHideTheOthers(t *testing.T) {
+	d := Dir{Root: t.TempDir()}
+	l, err := d.LockHost()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Unlock()
+	if err := d.WriteTenant(&Tenant{Network: "blue", Spec: tenant.Spec{Bridge: "br1"}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(d.tenantPath("br2"), nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	all, err := d.Tenants()
+	var bad *Unreadable
+	if !errors.As(err, &bad) || len(bad.Bridges) != 1 || bad.Bridges[0] != "br2" || !errors.Is(bad.Errs[0], ErrCorrupt) {
+		t.Fatalf("error %v, want br2 unreadable", err)
+	}
+	if len(all) != 1 || all[0].Network != "blue" {
+		t.Fatalf("records %v, want blue's", all)
+	}
+	if _, err := d.SetAside("br2"); err != nil {
+		t.Fatal(err)
+	}
+	if all, err := d.Tenants(); err != nil || len(all) != 1 {
+		t.Fatalf("after setting it aside: %v %v", all, err)
 	}
 }

@@ -3,8 +3,12 @@
 package tenant
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"net/netip"
+	"path/filepath"
 	"slices"
+	"strings"
 )
 
 // NAT is a tenant's outbound address translation (nova's init_host).
@@ -97,3 +101,26 @@ func (s Spec) Group() uint32 {
 	}
 	return g
 }
+
+// A tenant bridge's alias (IFLA_IFALIAS; "ip link show" prints it) names the
+// state dir that keeps the tenant's record. The state dir defines the host's
+// whole ruleset, so a host has one: a bridge aliased with another one
+// belongs to tenants this state dir does not know.
+const aliasPrefix = "tenantnet "
+
+// Alias is the alias of the bridges whose tenants stateDir keeps. A path too
+// long for the kernel's 255 bytes is named by its SHA-256.
+func Alias(stateDir string) string {
+	a := aliasPrefix + filepath.Clean(stateDir)
+	if len(a) > 255 {
+		sum := sha256.Sum256([]byte(filepath.Clean(stateDir)))
+		a = aliasPrefix + "sha256:" + hex.EncodeToString(sum[:])
+	}
+	return a
+}
+
+// AliasStateDir is the state dir a bridge alias names, if it is one of ours.
+func AliasStateDir(alias string) (string, bool) { return strings.CutPrefix(alias, aliasPrefix) }
+
+// Marked reports whether a netdev group is a tenantnet bridge's.
+func Marked(group uint32) bool { return group&GroupMarkMask == GroupMark }

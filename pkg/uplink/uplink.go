@@ -85,20 +85,26 @@ func Move(h netlinksafe.Handle, from, to netlink.Link) (Moved, error) {
 	return m, nil
 }
 
-// Restore moves what Move recorded from the bridge back to the NIC.
+// Restore moves what Move recorded from the bridge back to the NIC. from is
+// nil when the bridge is gone already (and what it held went with it): the
+// NIC still gets everything back.
 func Restore(h netlinksafe.Handle, from, to netlink.Link, m Moved) error {
 	var errs []error
-	for _, r := range m.Routes {
-		nr := fromRoute(r, from)
-		if err := h.RouteDel(&nr); err != nil && !errors.Is(err, unix.ESRCH) {
-			errs = append(errs, fmt.Errorf("remove route %v from %s: %w", r.Dst, from.Attrs().Name, err))
+	if from != nil {
+		for _, r := range m.Routes {
+			nr := fromRoute(r, from)
+			if err := h.RouteDel(&nr); err != nil && !errors.Is(err, unix.ESRCH) {
+				errs = append(errs, fmt.Errorf("remove route %v from %s: %w", r.Dst, from.Attrs().Name, err))
+			}
+		}
+		for _, a := range m.Addrs {
+			ipn := ipx.IPNet(a.Prefix)
+			if err := h.AddrDel(from, &netlink.Addr{IPNet: &ipn}); err != nil && !errors.Is(err, unix.EADDRNOTAVAIL) {
+				errs = append(errs, fmt.Errorf("remove %s from %s: %w", a.Prefix, from.Attrs().Name, err))
+			}
 		}
 	}
 	for _, a := range m.Addrs {
-		ipn := ipx.IPNet(a.Prefix)
-		if err := h.AddrDel(from, &netlink.Addr{IPNet: &ipn}); err != nil && !errors.Is(err, unix.EADDRNOTAVAIL) {
-			errs = append(errs, fmt.Errorf("remove %s from %s: %w", a.Prefix, from.Attrs().Name, err))
-		}
 		if err := addAddr(h, to, a); err != nil {
 			errs = append(errs, err)
 		}

@@ -17,11 +17,13 @@ import (
 	"github.com/tenantnet/tenantnet/pkg/netlinkx"
 )
 
-// HostName is the host end's name, derived from the attachment so that DEL
-// finds it without the container's netns (containerd's second DEL has none).
+// HostName is the host end's name, derived from the attachment (bridge,
+// container, interface) so that DEL finds it without the container's netns
+// (containerd's second DEL has none), and so that one container attached
+// with one interface name to two networks can never share a host end.
 // "tn" + 13 hex digits of SHA-256: 15 characters, the kernel's limit.
-func HostName(containerID, ifName string) string {
-	h := sha256.Sum256([]byte(containerID + "/" + ifName))
+func HostName(bridge, containerID, ifName string) string {
+	h := sha256.Sum256([]byte(bridge + "/" + containerID + "/" + ifName))
 	return "tn" + hex.EncodeToString(h[:])[:13]
 }
 
@@ -61,8 +63,8 @@ type Spec struct {
 // its MAC and MTU, and the peer created straight inside the container's netns
 // under its final name (vishvananda/netlink would need three more round trips
 // under the RTNL lock, which parallel ADDs all wait on). A host end left by an
-// earlier failed ADD of the same attachment is replaced. It returns the host
-// end's MAC.
+// earlier failed ADD of the same attachment is replaced (see Delete for what
+// counts as that). It returns the host end's MAC.
 func Create(h netlinksafe.Handle, s Spec) (net.HardwareAddr, error) {
 	mac := hostMAC(s.HostName)
 	err := create(s, mac)
@@ -71,7 +73,7 @@ func Create(h netlinksafe.Handle, s Spec) (net.HardwareAddr, error) {
 			// The host name is free: the name is taken inside the container.
 			return nil, fmt.Errorf("create veth: the container already has an interface named %q; use another CNI_IFNAME", s.ContName)
 		}
-		if err := Delete(h, s.HostName); err != nil {
+		if err := Delete(h, s.HostName, s.Bridge.Attrs().Name); err != nil {
 			return nil, err
 		}
 		err = create(s, mac)
@@ -85,7 +87,7 @@ func Create(h netlinksafe.Handle, s Spec) (net.HardwareAddr, error) {
 			err = h.LinkSetHairpin(link, true)
 		}
 		if err != nil {
-			_ = Delete(h, s.HostName)
+			_ = Delete(h, s.HostName, s.Bridge.Attrs().Name)
 			return nil, fmt.Errorf("set hairpin mode on %s: %w", s.HostName, err)
 		}
 	}
@@ -123,5 +125,21 @@ func create(s Spec, mac net.HardwareAddr) error {
 	return err
 }
 
-// Delete removes the pair by its host end; a pair already gone is fine.
-func Delete(h netlinksafe.Handle, hostName string) error { return netlinkx.DeleteIf(h, hostName, nil) }
+// Delete removes the pair by its host end, an attachment's on bridge; a pair
+// already gone is fine. Only a veth that is a port of that bridge, or of no
+// bridge (the bridge went first), is the attachment's: a link of that name
+// elsewhere (an attachment recorded before host names depended on the
+// bridge, a name collision) belongs to someone else and is left alone.
+func Delete(h netlinksafe.Handle, hostName, bridge string) error {
+	return netlinkx.DeleteIf(h, hostName, func(l netlink.Link) bool {
+		if _, ok := l.(*netlink.Veth); !ok {
+			return false
+		}
+		master := l.Attrs().MasterIndex
+		if master == 0 {
+			return true
+		}
+		br, err := h.LinkByName(bridge)
+		return err == nil && br.Attrs().Index == master
+	})
+}

@@ -6,21 +6,28 @@ import (
 	"github.com/containernetworking/plugins/pkg/netlinksafe"
 )
 
+const cid = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
+
 func TestHostNameIsStableShortAndPerAttachment(t *testing.T) {
-	a := HostName("0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef", "eth0")
+	a := HostName("br101", cid, "eth0")
 	if len(a) != 15 || a[:2] != "tn" {
 		t.Fatalf("%q: want tn + 13 characters (the kernel's limit is 15)", a)
 	}
-	if HostName("0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef", "eth0") != a {
+	if HostName("br101", cid, "eth0") != a {
 		t.Fatal("not stable: DEL could not find the link ADD made")
 	}
-	if HostName("0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef", "net1") == a {
+	if HostName("br101", cid, "net1") == a {
 		t.Fatal("two interfaces of one container got the same host name")
 	}
-	// '/' is valid in neither a container ID nor an interface name, so it
-	// separates them unambiguously.
-	if HostName("c1e", "th0") == HostName("c1", "eth0") {
-		t.Fatal("ambiguous join of container ID and interface name")
+	// cnitool add blue NS; cnitool add red NS: the same container and
+	// interface name in two networks.
+	if HostName("br102", cid, "eth0") == a {
+		t.Fatal("one container's eth0 in two networks got the same host name")
+	}
+	// '/' is valid in neither a bridge name, a container ID nor an
+	// interface name, so it separates them unambiguously.
+	if HostName("br1", "c1e", "th0") == HostName("br1", "c1", "eth0") || HostName("br1c", "1", "eth0") == HostName("br1", "c1", "eth0") {
+		t.Fatal("ambiguous join of bridge, container ID and interface name")
 	}
 }
 
@@ -38,7 +45,7 @@ func TestDeleteMissing(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer h.Close()
-	if err := Delete(h, "tnnosuchlink00"); err != nil {
+	if err := Delete(h, "tnnosuchlink00", "tnnosuchbr"); err != nil {
 		t.Fatal(err)
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"strings"
 
 	"github.com/containernetworking/plugins/pkg/netlinksafe"
 	"github.com/vishvananda/netlink"
@@ -26,7 +27,7 @@ type Spec struct {
 
 // Preflight checks, without changing anything, that Ensure can succeed: the
 // parent exists and can carry the MTU, and a link called Name, if any, is the
-// very VLAN link asked for.
+// very VLAN link asked for and carries none of the host's addresses.
 func Preflight(h netlinksafe.Handle, s Spec) (exists bool, err error) {
 	parent, err := h.LinkByName(s.Parent)
 	if err != nil {
@@ -45,7 +46,31 @@ func Preflight(h netlinksafe.Handle, s Spec) (exists bool, err error) {
 		}
 		return false, fmt.Errorf("look up %s: %w", s.Name, err)
 	}
-	return true, Compare(link, parent, s)
+	if err := Compare(link, parent, s); err != nil {
+		return true, err
+	}
+	return true, hostAddrs(h, link, s)
+}
+
+// hostAddrs refuses a VLAN link with global addresses: it is the host's own
+// network on that VLAN (a management VLAN, say). As a bridge port it would
+// answer for none of them, cutting the host off, and the tenant would share
+// the host's own segment.
+func hostAddrs(h netlinksafe.Handle, link netlink.Link, s Spec) error {
+	addrs, err := netlinkx.AddrList(h, link, netlink.FAMILY_ALL)
+	if err != nil {
+		return fmt.Errorf("list addresses of %s: %w", s.Name, err)
+	}
+	var global []string
+	for _, a := range addrs {
+		if a.Scope == unix.RT_SCOPE_UNIVERSE {
+			global = append(global, a.IPNet.String())
+		}
+	}
+	if len(global) > 0 {
+		return cnierr.Config("vlan", "link %q (VLAN %d on %s) carries this host's addresses %s: it is the host's own network, not a tenant's; choose another VLAN, or move the host's addresses off that VLAN", s.Name, s.ID, s.Parent, strings.Join(global, ", "))
+	}
+	return nil
 }
 
 // Compare says why an existing link is not the VLAN link asked for.

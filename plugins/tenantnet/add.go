@@ -36,6 +36,8 @@ func cmdAdd(args *skel.CmdArgs) (err error) {
 	if err != nil {
 		return err
 	}
+	pending := ipamPrepare(c)
+	defer pending.Close()
 	cont, err := ns.GetNS(args.Netns)
 	if err != nil {
 		return types.NewError(types.ErrInvalidNetNS, fmt.Sprintf("CNI_NETNS %q: %v", args.Netns, err), "")
@@ -56,7 +58,7 @@ func cmdAdd(args *skel.CmdArgs) (err error) {
 		}
 	}()
 
-	hostName := veth.HostName(args.ContainerID, args.IfName)
+	hostName := veth.HostName(c.Bridge, args.ContainerID, args.IfName)
 	contMAC := containerMAC(c, hostName)
 	// The port record exists from the start (its addresses come with
 	// IPAM): a tenant rebuilt meanwhile knows this ADD is not a container
@@ -92,10 +94,10 @@ func cmdAdd(args *skel.CmdArgs) (err error) {
 	if err != nil {
 		return err
 	}
-	rollback.push(func() error { return veth.Delete(hs.nl, hostName) })
+	rollback.push(func() error { return veth.Delete(hs.nl, hostName, c.Bridge) })
 
 	// Addresses.
-	r, err := ipamAdd(c, args)
+	r, err := ipamAdd(c, args, pending)
 	if err != nil {
 		return err
 	}
@@ -152,6 +154,9 @@ func cmdAdd(args *skel.CmdArgs) (err error) {
 	res.Interfaces[contIdx].Mac = mac.String()
 	if c.DNS.Nameservers != nil || c.DNS.Domain != "" || c.DNS.Search != nil || c.DNS.Options != nil {
 		res.DNS = c.DNS
+	}
+	if err := namesAdd(c, args.ContainerID, args.IfName, br, res); err != nil {
+		return err
 	}
 	return types.PrintResult(res, c.CNIVersion)
 }

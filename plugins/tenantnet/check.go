@@ -2,6 +2,7 @@ package tenantnet
 
 import (
 	"fmt"
+	"net/netip"
 
 	"github.com/containernetworking/cni/pkg/skel"
 	"github.com/containernetworking/cni/pkg/types"
@@ -12,9 +13,9 @@ import (
 	"github.com/tenantnet/tenantnet/pkg/bridge"
 	"github.com/tenantnet/tenantnet/pkg/cnierr"
 	"github.com/tenantnet/tenantnet/pkg/containerif"
+	"github.com/tenantnet/tenantnet/pkg/ipx"
 	"github.com/tenantnet/tenantnet/pkg/netconf"
 	"github.com/tenantnet/tenantnet/pkg/tenant"
-	"github.com/tenantnet/tenantnet/pkg/veth"
 	"github.com/tenantnet/tenantnet/pkg/vlan"
 )
 
@@ -103,7 +104,7 @@ func cmdCheck(args *skel.CmdArgs) error {
 	if att == nil {
 		return fmt.Errorf("container %s (%s) is not attached to tenant %s", args.ContainerID, args.IfName, c.Bridge)
 	}
-	if err := bridge.CheckPort(hs.nl, veth.HostName(args.ContainerID, args.IfName), c.Bridge); err != nil {
+	if err := bridge.CheckPort(hs.nl, hostVeth(c.Bridge, args.ContainerID, args.IfName, att), c.Bridge); err != nil {
 		return fmt.Errorf("host end of the container's veth: %w", err)
 	}
 	if err := hs.checkPort(all, rec, att); err != nil {
@@ -127,5 +128,9 @@ func cmdCheck(args *skel.CmdArgs) error {
 	if err := ipamCheck(c.IPAMType, args); err != nil {
 		return fmt.Errorf("IPAM %s: %w", c.IPAMType, err)
 	}
-	return nil
+	var addrs []netip.Addr
+	for _, ipc := range mine.IPs {
+		addrs = append(addrs, ipx.Addr(ipc.Address.IP))
+	}
+	return namesCheck(c, args.ContainerID, args.IfName, br, addrs)
 }

@@ -5,8 +5,8 @@ import (
 
 	"github.com/containernetworking/cni/pkg/skel"
 
-	"github.com/tenantnet/tenantnet/pkg/cnierr"
 	"github.com/tenantnet/tenantnet/pkg/netconf"
+	"github.com/tenantnet/tenantnet/pkg/state"
 	"github.com/tenantnet/tenantnet/pkg/veth"
 )
 
@@ -26,15 +26,12 @@ func cmdDel(args *skel.CmdArgs) error {
 		return err
 	}
 	defer hs.close()
-	att, err := hs.st.ReadAttachment(m.Bridge, args.ContainerID, args.IfName)
-	if err != nil {
-		return cnierr.IO("read attachment record: %v", err)
-	}
+	att, _ := hs.st.ReadAttachment(m.Bridge, args.ContainerID, args.IfName)
 	// Unregistering a veth waits on the kernel (an RCU grace period, ~15 ms
 	// here): meanwhile forget the port (before its addresses are released)
 	// and release the addresses (IPAM uses no netlink).
 	gone := make(chan error, 1)
-	go func() { gone <- veth.Delete(hs.nl, veth.HostName(args.ContainerID, args.IfName)) }()
+	go func() { gone <- deleteHostVeth(hs, m.Bridge, args.ContainerID, args.IfName, att) }()
 	var portErr error
 	if att != nil {
 		portErr = hs.forgetPort(m.Bridge, att.Port)
@@ -49,5 +46,32 @@ func cmdDel(args *skel.CmdArgs) error {
 	if ipamErr != nil {
 		return fmt.Errorf("release addresses (IPAM %s): %w", m.IPAMType, ipamErr)
 	}
+	if err := namesDel(m.StateDir, m.Bridge, args.ContainerID, args.IfName); err != nil {
+		return err
+	}
 	return hs.leave(m.Bridge, args.ContainerID, args.IfName)
+}
+
+// hostVeth is the host end of an attachment: the name its record holds (a
+// record written before host names depended on the bridge has the old
+// name), else the derived one.
+func hostVeth(bridge, cid, ifName string, att *state.Attachment) string {
+	if att != nil && att.HostVeth != "" {
+		return att.HostVeth
+	}
+	return veth.HostName(bridge, cid, ifName)
+}
+
+// deleteHostVeth removes the attachment's veth under the name its record
+// holds and under the derived name, when they differ; veth.Delete leaves
+// alone a link of that name that is not this attachment's. A missing or
+// unreadable record (att nil) is no reason for a DEL to fail.
+func deleteHostVeth(hs *host, bridge, cid, ifName string, att *state.Attachment) error {
+	derived := veth.HostName(bridge, cid, ifName)
+	if name := hostVeth(bridge, cid, ifName, att); name != derived {
+		if err := veth.Delete(hs.nl, name, bridge); err != nil {
+			return err
+		}
+	}
+	return veth.Delete(hs.nl, derived, bridge)
 }

@@ -9,7 +9,6 @@ import (
 
 	"github.com/tenantnet/tenantnet/pkg/cnierr"
 	"github.com/tenantnet/tenantnet/pkg/netconf"
-	"github.com/tenantnet/tenantnet/pkg/veth"
 )
 
 // cmdGC removes every attachment of this network that the runtime no longer
@@ -45,12 +44,13 @@ func cmdGC(args *skel.CmdArgs) error {
 		if a.Network != m.Name || valid[types.GCAttachment{ContainerID: a.ContainerID, IfName: a.IfName}] {
 			continue
 		}
-		if err := errors.Join(veth.Delete(hs.nl, veth.HostName(a.ContainerID, a.IfName)), hs.forgetPort(m.Bridge, a.Port)); err != nil {
+		if err := errors.Join(deleteHostVeth(hs, m.Bridge, a.ContainerID, a.IfName, a), hs.forgetPort(m.Bridge, a.Port)); err != nil {
 			errs = append(errs, err)
 			continue
 		}
 		errs = append(errs, hs.st.RemoveAttachment(m.Bridge, a.ContainerID, a.IfName))
 	}
+	errs = append(errs, namesGC(m.StateDir, m.Bridge, valid))
 	errs = append(errs, ipamGC(m.IPAMType, args.StdinData))
 	errs = append(errs, hs.maybeTeardown(m.Bridge))
 	return errors.Join(errs...)

@@ -21,11 +21,24 @@ func call(a *skel.CmdArgs) ipalloc.Call {
 	return ipalloc.Call{Config: a.StdinData, ContainerID: a.ContainerID, IfName: a.IfName, Args: a.Args}
 }
 
+// ipamPrepare starts opening tenantnet-ipam's store while the host is set
+// up (with etcd: connecting); nil for another IPAM type.
+func ipamPrepare(c *netconf.Config) *ipalloc.Pending {
+	if inProcess(c.IPAMType) {
+		return ipalloc.Prepare(c.Name, c.IPAM)
+	}
+	return nil
+}
+
 // ipamAdd reuses the config netconf.Parse validated: the ipam section and
 // the requests were checked against the same rules tenantnet-ipam applies.
-func ipamAdd(c *netconf.Config, a *skel.CmdArgs) (types.Result, error) {
-	if inProcess(c.IPAMType) {
-		return ipalloc.Allocate(c.Name, c.IPAM, c.Gateway, c.Requests.IPs, a.ContainerID, a.IfName)
+func ipamAdd(c *netconf.Config, a *skel.CmdArgs, p *ipalloc.Pending) (types.Result, error) {
+	if p != nil {
+		var names []string
+		if c.Names != nil {
+			names = c.Names.Of
+		}
+		return p.Allocate(c.Gateway, c.Requests.IPs, a.ContainerID, a.IfName, names)
 	}
 	return cniexec.Add(c.IPAMType, a.StdinData)
 }

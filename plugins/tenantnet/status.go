@@ -65,6 +65,9 @@ func cmdStatus(args *skel.CmdArgs) error {
 		}
 		return cnierr.NotAvailable("tenantnet: IPAM %s: %v", c.IPAMType, err)
 	}
+	if err := namesStatus(c); err != nil {
+		return err
+	}
 	if trunkDown {
 		return cnierr.LimitedConnectivity("tenantnet: trunk %s is down or has no carrier: containers of network %s can reach only this host", c.Trunk, c.Name)
 	}

@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"os"
 	"slices"
+	"time"
 
 	"github.com/containernetworking/plugins/pkg/netlinksafe"
 	"github.com/containernetworking/plugins/pkg/utils/sysctl"
@@ -15,7 +16,10 @@ import (
 	"github.com/tenantnet/tenantnet/pkg/bridgefilter"
 	"github.com/tenantnet/tenantnet/pkg/cnierr"
 	"github.com/tenantnet/tenantnet/pkg/firewall"
+	"github.com/tenantnet/tenantnet/pkg/hostnet"
 	"github.com/tenantnet/tenantnet/pkg/netconf"
+	"github.com/tenantnet/tenantnet/pkg/netlinkx"
+	"github.com/tenantnet/tenantnet/pkg/nslock"
 	"github.com/tenantnet/tenantnet/pkg/state"
 	"github.com/tenantnet/tenantnet/pkg/tenant"
 	"github.com/tenantnet/tenantnet/pkg/uplink"
@@ -114,11 +118,11 @@ func (hs *host) join(c *netconf.Config, att *state.Attachment) (netlink.Link, er
 	}
 	l.Unlock()
 
-	hl, err := hs.st.LockHost()
+	unlock, err := hs.lockHost()
 	if err != nil {
-		return nil, cnierr.IO("lock host state: %v", err)
+		return nil, err
 	}
-	defer hl.Unlock()
+	defer unlock()
 	tl, err := hs.st.LockTenant(c.Bridge, false)
 	if err != nil {
 		return nil, cnierr.IO("lock tenant %s: %v", c.Bridge, err)
@@ -137,16 +141,37 @@ func (hs *host) join(c *netconf.Config, att *state.Attachment) (netlink.Link, er
 	return br, nil
 }
 
-// intact is the fast-path test: the record matches and the bridge and rules
-// are still there (an operator or a firewall reload may have removed them).
-// It returns the bridge when the tenant is intact, nil when it needs work.
+// lockHost serialises tenant creation and teardown: the state dir's host
+// lock, then the network namespace's. The ruleset is one per host whatever
+// the state dir, and ensure refuses a second state dir on a host; two state
+// dirs racing to create their first tenants must not both pass that check.
+func (hs *host) lockHost() (unlock func(), err error) {
+	hl, err := hs.st.LockHost()
+	if err != nil {
+		return nil, cnierr.IO("lock host state: %v", err)
+	}
+	nl, err := nslock.Take("tenantnet-host", 2*time.Minute)
+	if err != nil {
+		hl.Unlock()
+		return nil, fmt.Errorf("lock this host's tenants: %w", err)
+	}
+	return func() { nl.Unlock(); hl.Unlock() }, nil
+}
+
+// intact is the fast-path test: the record matches and the bridge, its
+// gateway addresses and the rules are still there (an operator or a firewall
+// reload may have removed them). It returns the bridge when the tenant is
+// intact, nil when it needs work.
 func (hs *host) intact(want *state.Tenant) (netlink.Link, error) {
 	rec, err := hs.st.ReadTenant(want.Spec.Bridge)
+	if errors.Is(err, state.ErrCorrupt) {
+		return nil, nil // the slow path decides (records)
+	}
 	if err != nil || rec == nil || !same(rec, want) {
 		return nil, err
 	}
 	br, err := bridge.CheckUp(hs.nl, want.Spec.Bridge, want.Spec.Group())
-	if err != nil {
+	if err != nil || !bridge.RoutesGateways(hs.nl, br, rec.Links.GatewayAddrs) {
 		return nil, nil
 	}
 	h, err := hs.st.ReadHost()
@@ -168,29 +193,45 @@ func (hs *host) intact(want *state.Tenant) (netlink.Link, error) {
 
 // backendFor resolves the config's firewallBackend against the host: one
 // host, one backend, or isolation between tenants of two backends would be
-// nobody's job.
-func (hs *host) backendFor(c *netconf.Config, others []*state.Tenant) (string, error) {
+// nobody's job. previous is the backend the host used until now when the
+// host's only tenant moves to another one: its rules must go.
+func (hs *host) backendFor(c *netconf.Config, others []*state.Tenant) (backend, previous string, err error) {
 	h, err := hs.st.ReadHost()
 	if err != nil {
-		return "", err
+		return "", "", err
 	}
-	if h.Backend == "" || len(others) == 0 {
-		return firewall.Resolve(c.Backend), nil
+	switch {
+	case h.Backend == "":
+		return firewall.Resolve(c.Backend), "", nil
+	case c.Backend == netconf.BackendAuto || c.Backend == h.Backend:
+		return h.Backend, "", nil
+	case len(others) > 0:
+		return "", "", cnierr.Config("firewallBackend", "%q, but this host's tenants already use %q; all tenantnet networks on a host must share one backend (or say \"auto\")", c.Backend, h.Backend)
 	}
-	if c.Backend != netconf.BackendAuto && c.Backend != h.Backend {
-		return "", cnierr.Config("firewallBackend", "%q, but this host's tenants already use %q; all tenantnet networks on a host must share one backend (or say \"auto\")", c.Backend, h.Backend)
-	}
-	return h.Backend, nil
+	return c.Backend, h.Backend, nil
 }
 
 // ensure creates, repairs or reconfigures the tenant, under the host lock and
 // the tenant's exclusive lock.
 func (hs *host) ensure(c *netconf.Config, want *state.Tenant) error {
-	all, err := hs.st.Tenants()
+	all, err := hs.records()
 	if err != nil {
-		return cnierr.IO("read tenant records: %v", err)
+		return err
 	}
 	rec, others := split(all, c.Bridge)
+	links, err := hs.nl.LinkList()
+	if err != nil {
+		return fmt.Errorf("list links: %w", err)
+	}
+	recorded := func(b string) bool {
+		return slices.ContainsFunc(all, func(t *state.Tenant) bool { return t.Spec.Bridge == b })
+	}
+	if err := bridge.CheckOwners(links, tenant.Alias(c.StateDir), c.Bridge, recorded); err != nil {
+		return err
+	}
+	if err := bridge.CheckTrunk(links, c.Trunk, c.Bridge, c.Mode() == "flat"); err != nil {
+		return err
+	}
 	if rec != nil && rec.Network != want.Network {
 		if has, _ := hs.st.HasAttachments(c.Bridge); has {
 			return cnierr.Config("bridge", "%q already carries network %q on this host; give network %q a bridge of its own", c.Bridge, rec.Network, want.Network)
@@ -209,7 +250,18 @@ func (hs *host) ensure(c *netconf.Config, want *state.Tenant) error {
 	if err := checkOverlap(want, others); err != nil {
 		return err
 	}
-	backend, err := hs.backendFor(c, others)
+	if want.Spec.Routed {
+		var own []int // the tenant's bridge, and the trunk whose network a flat tenant joins
+		for _, l := range links {
+			if n := l.Attrs().Name; n == c.Bridge || n == c.Trunk && c.Mode() == "flat" {
+				own = append(own, l.Attrs().Index)
+			}
+		}
+		if err := hostnet.Check(hs.nl, links, want.Spec.Subnets, want.Spec.Gateways, own); err != nil {
+			return err
+		}
+	}
+	backend, previous, err := hs.backendFor(c, others)
 	if err != nil {
 		return err
 	}
@@ -222,7 +274,7 @@ func (hs *host) ensure(c *netconf.Config, want *state.Tenant) error {
 	if rec != nil {
 		next.Undo = rec.Undo
 	}
-	if err := hs.build(c, &next); err != nil {
+	if err := hs.build(c, &next, rec != nil); err != nil {
 		if rec == nil {
 			// A tenant this call began: take back whatever part of it exists.
 			if terr := hs.unbuild(&next); terr != nil {
@@ -236,6 +288,18 @@ func (hs *host) ensure(c *netconf.Config, want *state.Tenant) error {
 		specs = append(specs, t.Spec)
 	}
 	if err := fw.Apply(specs); err != nil {
+		// A backend may have applied part of the rules (iptables: IPv4,
+		// then IPv6 failed): the tenants' rules go back to what they were.
+		var was []tenant.Spec
+		if previous == "" {
+			was = specs[1:]
+			if rec != nil {
+				was = append(was, rec.Spec)
+			}
+		}
+		if rerr := fw.Apply(was); rerr != nil {
+			err = errors.Join(err, fmt.Errorf("restore the previous rules: %w", rerr))
+		}
 		if rec == nil {
 			if terr := hs.unbuild(&next); terr != nil {
 				err = errors.Join(err, fmt.Errorf("undo: %w", terr))
@@ -250,6 +314,15 @@ func (hs *host) ensure(c *netconf.Config, want *state.Tenant) error {
 			}
 		}
 		return err
+	}
+	if previous != "" {
+		old, err := hs.fwFor(previous)
+		if err == nil {
+			err = old.Apply(nil)
+		}
+		if err != nil {
+			return fmt.Errorf("remove the rules of the previous firewall backend %s: %w", previous, err)
+		}
 	}
 	if err := hs.st.WriteHost(state.Host{Backend: backend}); err != nil {
 		return cnierr.IO("write host record: %v", err)
@@ -290,8 +363,9 @@ func checkOverlap(want *state.Tenant, others []*state.Tenant) error {
 }
 
 // build makes the tenant's links (nova's ensure_vlan, ensure_bridge,
-// initialize_gateway_device), recording in t.Undo what it changed.
-func (hs *host) build(c *netconf.Config, t *state.Tenant) error {
+// initialize_gateway_device), recording in t.Undo what it changed. known:
+// the state dir records the tenant already.
+func (hs *host) build(c *netconf.Config, t *state.Tenant, known bool) error {
 	// Preflight: every conflict is found before anything changes.
 	vs := vlan.Spec{Name: c.VLANInterface, Parent: c.Trunk, ID: c.VLAN, MTU: c.MTU, MAC: c.VLANMAC}
 	if c.Mode() == "vlan" {
@@ -299,7 +373,7 @@ func (hs *host) build(c *netconf.Config, t *state.Tenant) error {
 			return err
 		}
 	}
-	bs := bridge.Spec{Name: c.Bridge, MTU: c.MTU, Group: t.Spec.Group(), NoIPv6: noIPv6(c)}
+	bs := bridge.Spec{Name: c.Bridge, MTU: c.MTU, Group: t.Spec.Group(), Alias: tenant.Alias(c.StateDir), Known: known, Adopt: c.AdoptBridge, NoIPv6: noIPv6(c)}
 	if _, err := bridge.Preflight(hs.nl, bs); err != nil {
 		return err
 	}
@@ -331,10 +405,15 @@ func (hs *host) build(c *netconf.Config, t *state.Tenant) error {
 		bs.MAC = bridge.LocalMAC(c.Bridge)
 	}
 
-	br, created, prevGroup, err := bridge.Ensure(hs.nl, bs)
+	br, created, prev, err := bridge.Ensure(hs.nl, bs)
 	t.Undo.CreatedBridge = t.Undo.CreatedBridge || created
-	if prevGroup != nil && !t.Undo.CreatedBridge && t.Undo.PrevGroup == nil {
-		t.Undo.PrevGroup = prevGroup
+	if !t.Undo.CreatedBridge {
+		if prev.Group != nil && t.Undo.PrevGroup == nil {
+			t.Undo.PrevGroup = prev.Group
+		}
+		if prev.Alias != nil && t.Undo.PrevAlias == nil {
+			t.Undo.PrevAlias = prev.Alias
+		}
 	}
 	if err != nil {
 		return err
@@ -363,7 +442,7 @@ func (hs *host) build(c *netconf.Config, t *state.Tenant) error {
 			}
 		}
 	}
-	added, err := bridge.AddAddrs(hs.nl, br, t.Links.GatewayAddrs)
+	added, err := bridge.AddAddrs(hs.nl, br, t.Links.GatewayAddrs, up != "")
 	for _, a := range added {
 		if !slices.Contains(t.Undo.AddedAddrs, a) {
 			t.Undo.AddedAddrs = append(t.Undo.AddedAddrs, a)
@@ -402,9 +481,7 @@ func (hs *host) unbuild(t *state.Tenant) error {
 	u := t.Undo
 	if !u.CreatedBridge {
 		errs = append(errs, bridge.DelAddrs(hs.nl, t.Spec.Bridge, u.AddedAddrs))
-		if u.PrevGroup != nil {
-			errs = append(errs, bridge.SetGroup(hs.nl, t.Spec.Bridge, *u.PrevGroup))
-		}
+		errs = append(errs, bridge.GiveBack(hs.nl, t.Spec.Bridge, bridge.Previous{Group: u.PrevGroup, Alias: u.PrevAlias}))
 	}
 	if u.EnslavedUplink {
 		up := t.Links.VLANInterface
@@ -413,12 +490,15 @@ func (hs *host) unbuild(t *state.Tenant) error {
 		}
 		errs = append(errs, bridge.Release(hs.nl, up))
 		if t.Links.Mode == "flat" {
-			br, err1 := hs.nl.LinkByName(t.Spec.Bridge)
-			trunk, err2 := hs.nl.LinkByName(t.Links.Trunk)
-			if err1 == nil && err2 == nil {
-				errs = append(errs, uplink.Restore(hs.nl, br, trunk, u.Moved))
-			} else {
+			// The trunk gets back what it had, also when the bridge is gone;
+			// a trunk that is gone took its addresses with it.
+			br, err1 := netlinkx.Lookup(hs.nl, t.Spec.Bridge)
+			trunk, err2 := netlinkx.Lookup(hs.nl, t.Links.Trunk)
+			switch {
+			case err1 != nil || err2 != nil:
 				errs = append(errs, fmt.Errorf("give addresses back to %s: %w", t.Links.Trunk, errors.Join(err1, err2)))
+			case trunk != nil:
+				errs = append(errs, uplink.Restore(hs.nl, br, trunk, u.Moved)) // br nil: gone
 			}
 		}
 	}
@@ -457,6 +537,7 @@ func (hs *host) teardown(rec *state.Tenant, others []*state.Tenant) error {
 	if err := hs.st.RemoveTenant(rec.Spec.Bridge); err != nil {
 		return cnierr.IO("remove tenant record: %v", err)
 	}
+	namesGone(hs.st.Root, rec.Spec.Bridge)
 	fmt.Fprintf(os.Stderr, "tenantnet: tenant %s (network %s) removed from this host; firewall: %s\n", rec.Spec.Bridge, rec.Network, fw.Name())
 	if len(others) == 0 {
 		return hs.st.RemoveHost()
@@ -477,11 +558,11 @@ func (hs *host) maybeTeardown(bridgeName string) error {
 	if has, err := hs.st.HasAttachments(bridgeName); err != nil || has {
 		return err
 	}
-	hl, err := hs.st.LockHost()
+	unlock, err := hs.lockHost()
 	if err != nil {
-		return cnierr.IO("lock host state: %v", err)
+		return err
 	}
-	defer hl.Unlock()
+	defer unlock()
 	tl, err := hs.st.LockTenant(bridgeName, false)
 	if err != nil {
 		return cnierr.IO("lock tenant %s: %v", bridgeName, err)
@@ -491,15 +572,54 @@ func (hs *host) maybeTeardown(bridgeName string) error {
 	if has, err := hs.st.HasAttachments(bridgeName); err != nil || has {
 		return err
 	}
-	all, err := hs.st.Tenants()
+	all, err := hs.records()
 	if err != nil {
-		return cnierr.IO("read tenant records: %v", err)
+		// DEL must not fail for it: the tenant, with no container left,
+		// stays until a later DEL or GC finds the records readable.
+		fmt.Fprintf(os.Stderr, "tenantnet: tenant %s stays on this host: %v\n", bridgeName, err)
+		return nil
 	}
 	rec, others := split(all, bridgeName)
-	if rec == nil {
-		return nil // torn down already
+	if rec != nil {
+		if err := hs.teardown(rec, others); err != nil {
+			return err
+		}
 	}
-	return hs.teardown(rec, others)
+	if err := hs.st.ForgetTenant(bridgeName, tl); err != nil {
+		return cnierr.IO("remove state of tenant %s: %v", bridgeName, err)
+	}
+	return nil
+}
+
+// records reads every tenant record of the host. A record that cannot be
+// parsed (a power loss can leave a zero-length one on a state dir on disk)
+// whose bridge is gone describes kernel state that went with it: it is set
+// aside and the others count. One whose bridge is there is a live tenant
+// tenantnet cannot know: rules rebuilt without it would drop its isolation.
+func (hs *host) records() ([]*state.Tenant, error) {
+	all, err := hs.st.Tenants()
+	var bad *state.Unreadable
+	if !errors.As(err, &bad) {
+		if err != nil {
+			return nil, cnierr.IO("read tenant records: %v", err)
+		}
+		return all, nil
+	}
+	for i, b := range bad.Bridges {
+		link, err := netlinkx.Lookup(hs.nl, b)
+		if err != nil {
+			return nil, err
+		}
+		if link != nil && tenant.Marked(link.Attrs().Group) {
+			return nil, cnierr.IO("%v, and the tenant's bridge %s is there: tenantnet cannot rebuild this host's rules without the record; restore it, or remove that tenant's containers, its bridge and the record", bad.Errs[i], b)
+		}
+		to, err := hs.st.SetAside(b)
+		if err != nil {
+			return nil, cnierr.IO("set aside %v: %v", bad.Errs[i], err)
+		}
+		fmt.Fprintf(os.Stderr, "tenantnet: %v; its bridge %s is gone (a power loss?): set aside as %s\n", bad.Errs[i], b, to)
+	}
+	return all, nil
 }
 
 // split picks the tenant on bridge out of all.

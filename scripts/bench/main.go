@@ -31,6 +31,8 @@ type options struct {
 	Tenants, PerTen  int
 	IPAMFill, IPAMSm int
 	IPAMN            int
+	ClusterHosts     int
+	ClusterPer       int
 	RSSRuns          int
 	Workers          int
 	Phases           map[string]bool
@@ -39,7 +41,7 @@ type options struct {
 	Repo             string
 }
 
-var allPhases = []string{"latency", "procs", "rss", "ipam", "parallel", "scale", "ruleset"}
+var allPhases = []string{"latency", "procs", "rss", "ipam", "parallel", "scale", "ruleset", "cluster", "names"}
 
 func main() {
 	if os.Getenv(launcherEnv) == "1" {
@@ -60,6 +62,8 @@ func main() {
 	flag.IntVar(&o.IPAMFill, "ipam-fill", envInt("BENCH_IPAM_FILL", 10000), "reservations in the big IPAM case (env BENCH_IPAM_FILL)")
 	flag.IntVar(&o.IPAMSm, "ipam-small", envInt("BENCH_IPAM_SMALL", 10), "reservations in the small IPAM case (env BENCH_IPAM_SMALL)")
 	flag.IntVar(&o.IPAMN, "ipam-n", envInt("BENCH_IPAM_N", -1), "IPAM iterations; -1: same as -n (env BENCH_IPAM_N)")
+	flag.IntVar(&o.ClusterHosts, "cluster-hosts", envInt("BENCH_CLUSTER_HOSTS", 3), "simulated hosts sharing one etcd in the cluster test (env BENCH_CLUSTER_HOSTS)")
+	flag.IntVar(&o.ClusterPer, "cluster-per", envInt("BENCH_CLUSTER_PER", 50), "parallel ADDs per host in the cluster test (env BENCH_CLUSTER_PER)")
 	flag.IntVar(&o.RSSRuns, "rss-runs", envInt("BENCH_RSS_RUNS", 5), "ADD/DEL runs per configuration for peak RSS (env BENCH_RSS_RUNS)")
 	flag.IntVar(&o.Workers, "workers", envInt("BENCH_WORKERS", 4), "concurrent ADDs while filling hosts (not measured) (env BENCH_WORKERS)")
 	flag.StringVar(&phases, "phases", envStr("BENCH_PHASES", strings.Join(allPhases, ",")), "phases to run: "+strings.Join(allPhases, ","))
@@ -121,8 +125,8 @@ func main() {
 			o.ParallelConfigs = append(o.ParallelConfigs, c)
 		}
 	}
-	if o.N < 1 || o.Parallel < 1 || o.Workers < 1 || o.ScaleN < 1 || o.IPAMN < 1 || o.RSSRuns < 1 {
-		fatalf("-n, -parallel, -workers, -scale-n, -ipam-n and -rss-runs must be at least 1")
+	if o.N < 1 || o.Parallel < 1 || o.Workers < 1 || o.ScaleN < 1 || o.IPAMN < 1 || o.RSSRuns < 1 || o.ClusterHosts < 1 || o.ClusterPer < 1 {
+		fatalf("-n, -parallel, -workers, -scale-n, -ipam-n, -rss-runs, -cluster-hosts and -cluster-per must be at least 1")
 	}
 	if o.Bins.Ref == "" {
 		fatalf("-ref: the directory of the reference plugins is required (scripts/bench.sh passes it)")

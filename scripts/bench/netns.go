@@ -11,10 +11,11 @@ import (
 	"sync"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/tenantnet/tenantnet/test/nsdir"
 )
 
-// nsDir is where named network namespaces live (as with `ip netns`).
-const nsDir = "/run/netns"
+const nsDir = nsdir.Path
 
 // basePrefix starts the name of everything the bench creates; the run's
 // prefix adds the bench's pid, so a later run can tell a dead run's leftovers
@@ -43,7 +44,7 @@ type netNS struct {
 func newNS(role string, lo bool) (*netNS, error) {
 	name := prefix + role
 	path := filepath.Join(nsDir, name)
-	if err := os.MkdirAll(nsDir, 0o755); err != nil {
+	if err := nsdir.Shared(); err != nil {
 		return nil, err
 	}
 	f, err := os.OpenFile(path, os.O_RDONLY|os.O_CREATE|os.O_EXCL, 0o444)
@@ -167,9 +168,16 @@ func runIn(ns *netNS, f func() error) error {
 	return <-errc
 }
 
+// shmDir is a tmpfs on every Linux host, for state that lives on tmpfs in
+// production (/run/tenantnet).
+const shmDir = "/dev/shm"
+
 // tempDir makes a directory that is removed at the end of the run.
-func tempDir(role string) (string, error) {
-	d, err := os.MkdirTemp("", prefix+role+"-")
+func tempDir(role string) (string, error) { return tempDirIn("", role) }
+
+// tempDirIn makes a directory in base that is removed at the end of the run.
+func tempDirIn(base, role string) (string, error) {
+	d, err := os.MkdirTemp(base, prefix+role+"-")
 	if err != nil {
 		return "", err
 	}
@@ -234,8 +242,11 @@ func sweepStale() (int, error) {
 			}
 		}
 	}
-	tmp := os.TempDir()
-	if ents, err := os.ReadDir(tmp); err == nil {
+	for _, tmp := range []string{os.TempDir(), shmDir} {
+		ents, err := os.ReadDir(tmp)
+		if err != nil {
+			continue
+		}
 		for _, e := range ents {
 			if e.IsDir() && dead(e.Name()) {
 				if err := os.RemoveAll(filepath.Join(tmp, e.Name())); err != nil {

@@ -74,6 +74,8 @@ type ipamCase struct {
 	Stats   opStats
 	Check   string // validation of the prefill
 	After   int    // reservations left after the run
+	// count, when set, counts the reservations (a store other than files).
+	count func() int
 }
 
 type rssRes struct {
@@ -109,6 +111,8 @@ type results struct {
 	Phases             []phaseTime
 	Start              []startRes
 	BrNF               string
+	Cluster            *clusterRes
+	Names              *namesRes
 }
 
 func newResults() *results {
@@ -153,6 +157,10 @@ func (b *bench) run() error {
 			f = b.scale
 		case "ruleset":
 			f = b.ruleset
+		case "cluster":
+			f = b.cluster
+		case "names":
+			f = b.names
 		}
 		if err := b.phase(p, f); err != nil {
 			errs = append(errs, fmt.Errorf("%s: %w", p, err))
@@ -247,25 +255,43 @@ func (b *bench) latency() error {
 	if err := b.startCost(); err != nil {
 		return err
 	}
+	var items []latItem
+	for _, k := range kinds {
+		items = append(items, latItem{Label: k.Key, Short: k.Short, H: b.hosts[k.Key], C: conts[k.Key], St: b.res.Lat[k.Key]})
+	}
+	return b.interleave(items)
+}
+
+// latItem is one configuration of an interleaved latency run.
+type latItem struct {
+	Label, Short string
+	H            *host
+	C            *container
+	St           *opStats
+}
+
+// interleave runs ADD then DEL of a new container ID for each item in turn,
+// then the next iteration, so that machine noise hits them all alike.
+func (b *bench) interleave(items []latItem) error {
 	for i := -b.o.Warmup; i < b.o.N; i++ {
 		if b.ctx.Err() != nil {
 			return b.ctx.Err()
 		}
-		// Every other iteration in reverse order: a configuration's ADD
-		// would otherwise always follow the same one's DEL (whose veth the
+		// Every other iteration in reverse order: an item's ADD would
+		// otherwise always follow the same neighbour's DEL (whose veth the
 		// kernel is still unregistering), a bias between neighbours.
-		order := slices.Clone(kinds)
+		order := slices.Clone(items)
 		if i%2 != 0 {
 			slices.Reverse(order)
 		}
-		for _, k := range order {
-			h, c, st := b.hosts[k.Key], conts[k.Key], b.res.Lat[k.Key]
-			c.ID = fmt.Sprintf("%s%s-lat-%d", prefix, k.Short, i+b.o.Warmup)
+		for _, it := range order {
+			h, c, st := it.H, it.C, it.St
+			c.ID = fmt.Sprintf("%s%s-lat-%d", prefix, it.Short, i+b.o.Warmup)
 			a := h.add(b.ctx, c)
 			d := h.del(b.ctx, c)
 			if i < 0 {
 				if a.Err != nil {
-					return fmt.Errorf("%s: warm-up ADD: %w", k.Key, a.Err)
+					return fmt.Errorf("%s: warm-up ADD: %w", it.Label, a.Err)
 				}
 				continue
 			}
@@ -282,16 +308,15 @@ func (b *bench) latency() error {
 		}
 		if i >= 0 && ((i+1)%10 == 0 || i+1 == b.o.N) {
 			var parts []string
-			for _, k := range kinds {
-				st := b.res.Lat[k.Key]
-				parts = append(parts, fmt.Sprintf("%s %s/%s", k.Key, ms(st.Add.pct(50)), ms(st.Del.pct(50))))
+			for _, it := range items {
+				parts = append(parts, fmt.Sprintf("%s %s/%s", it.Label, ms(it.St.Add.pct(50)), ms(it.St.Del.pct(50))))
 			}
 			logf("latency %d/%d, ADD/DEL p50 ms so far: %s", i+1, b.o.N, strings.Join(parts, ", "))
 		}
 	}
-	for _, k := range kinds {
-		if st := b.res.Lat[k.Key]; st.Fails > 0 {
-			logf("%s: %d failures, first: %s", k.Key, st.Fails, st.FirstErr)
+	for _, it := range items {
+		if it.St.Fails > 0 {
+			logf("%s: %d failures, first: %s", it.Label, it.St.Fails, it.St.FirstErr)
 		}
 	}
 	return nil
@@ -392,23 +417,32 @@ func (b *bench) rss() error {
 
 const ipamSubnet = "10.90.0.0/16"
 
+// ipamSpace makes where an IPAM plugin runs alone: its namespace, the
+// container namespace CNI_NETNS names (skel refuses an ADD whose CNI_NETNS
+// is the plugin's own namespace) and a data dir. close removes both
+// namespaces.
+func ipamSpace(role string) (ns, cns *netNS, dir string, close func(), err error) {
+	if ns, err = newNS(role, true); err != nil {
+		return nil, nil, "", nil, err
+	}
+	if cns, err = newNS(role+"-c", false); err != nil {
+		ns.close()
+		return nil, nil, "", nil, err
+	}
+	close = func() { cns.close(); ns.close() }
+	if dir, err = tempDir(role); err != nil {
+		close()
+		return nil, nil, "", nil, err
+	}
+	return ns, cns, dir, close, nil
+}
+
 func (b *bench) ipam() error {
-	// The plugins run in one namespace; CNI_NETNS names another (skel refuses
-	// an ADD whose CNI_NETNS is the plugin's own namespace).
-	ns, err := newNS("ipam", true)
+	ns, cns, dir, closeNS, err := ipamSpace("ipam")
 	if err != nil {
 		return err
 	}
-	defer ns.close()
-	cns, err := newNS("ipam-c", false)
-	if err != nil {
-		return err
-	}
-	defer cns.close()
-	dir, err := tempDir("ipam")
-	if err != nil {
-		return err
-	}
+	defer closeNS()
 	boot, err := os.ReadFile("/proc/sys/kernel/random/boot_id")
 	if err != nil {
 		return err
@@ -438,23 +472,21 @@ func (b *bench) ipam() error {
 			logf("prefilled %s in %s", c.Label, secs(time.Since(t0)))
 			// Validation: with no round-robin memory yet, the first ADD must
 			// skip every prefilled address, or the layout was not understood.
-			want := nthAddr(fill)
-			o := c.call(ns, cns, "ADD", prefix+"ipam-check").run(b.ctx)
-			if o.Err != nil {
-				return fmt.Errorf("%s: first ADD: %w", c.Label, o.Err)
-			}
-			got := firstAddr(o.Stdout)
-			if p, err := netip.ParsePrefix(got); err != nil || p.Addr() != want {
-				return fmt.Errorf("%s: first ADD got %q, want %s: the prefilled reservations were not honoured", c.Label, got, want)
+			got, err := c.check(b.ctx, ns, cns, nthAddr(fill), prefix+"ipam-check")
+			if err != nil {
+				return err
 			}
 			c.Check = fmt.Sprintf("first ADD skipped all %d and got %s", fill, got)
-			if o := c.call(ns, cns, "DEL", prefix+"ipam-check").run(b.ctx); o.Err != nil {
-				return fmt.Errorf("%s: DEL: %w", c.Label, o.Err)
-			}
 			cases = append(cases, c)
 		}
 	}
 	b.res.IPAM = cases
+	return b.ipamRuns(ns, cns, cases)
+}
+
+// ipamRuns execs each case's IPAM plugin alone, ADD then DEL of a new
+// container ID, interleaved over the cases.
+func (b *bench) ipamRuns(ns, cns *netNS, cases []*ipamCase) error {
 	for i := -b.o.Warmup; i < b.o.IPAMN; i++ {
 		if b.ctx.Err() != nil {
 			return b.ctx.Err()
@@ -485,6 +517,22 @@ func (b *bench) ipam() error {
 	return nil
 }
 
+// check runs one ADD, which must get want, and its DEL.
+func (c *ipamCase) check(ctx context.Context, ns, cns *netNS, want netip.Addr, id string) (string, error) {
+	o := c.call(ns, cns, "ADD", id).run(ctx)
+	if o.Err != nil {
+		return "", fmt.Errorf("%s: first ADD: %w", c.Label, o.Err)
+	}
+	got := firstAddr(o.Stdout)
+	if p, err := netip.ParsePrefix(got); err != nil || p.Addr() != want {
+		return "", fmt.Errorf("%s: first ADD got %q, want %s: the prefilled reservations were not honoured", c.Label, got, want)
+	}
+	if o := c.call(ns, cns, "DEL", id).run(ctx); o.Err != nil {
+		return "", fmt.Errorf("%s: DEL: %w", c.Label, o.Err)
+	}
+	return got, nil
+}
+
 func (c *ipamCase) call(ns, cns *netNS, cmd, id string) call {
 	return call{NS: ns, Bin: c.Bin, CNIPath: c.CNIPath, Command: cmd, ID: id, Netns: cns.Path, IfName: "eth0", Conf: c.Conf}
 }
@@ -499,7 +547,7 @@ func nthAddr(i int) netip.Addr {
 }
 
 // prefill writes reservations in each plugin's documented on-disk layout.
-// tenantnet-ipam (pkg/ipstore): ips/<addr> -> "<cid>/<ifname>/<boot id>",
+// tenantnet-ipam (pkg/ipstore/filestore): ips/<addr> -> "<cid>/<ifname>/<boot id>",
 // owners/<cid>@<ifname> -> "<boot id>/<addr>", boot = the boot id.
 // host-local: one file per address containing "<cid>\r\n<ifname>".
 // No round-robin memory is written: the validation ADD scans from the start.
@@ -536,6 +584,9 @@ func prefill(c *ipamCase, bootID string) error {
 }
 
 func (c *ipamCase) reservations() int {
+	if c.count != nil {
+		return c.count()
+	}
 	base := filepath.Join(c.Dir, c.Network)
 	if c.TN {
 		return countEntries(filepath.Join(base, "ips"))
@@ -590,24 +641,11 @@ func (b *bench) parallelOne(h *host) (*parRes, error) {
 	}
 	pr := &parRes{P: P}
 	runAll := func(cmd string) (time.Duration, []outcome) {
-		gate := make(chan struct{})
-		var ready, done sync.WaitGroup
-		outs := make([]outcome, P)
+		calls := make([]call, P)
 		for i, c := range conts {
-			ready.Add(1)
-			done.Add(1)
-			cl := h.call(cmd, c)
-			cl.Gate, cl.Ready = gate, &ready
-			go func() {
-				defer done.Done()
-				outs[i] = cl.run(b.ctx)
-			}()
+			calls[i] = h.call(cmd, c)
 		}
-		ready.Wait()
-		t0 := time.Now()
-		close(gate)
-		done.Wait()
-		return time.Since(t0), outs
+		return runGated(b.ctx, calls)
 	}
 	var firstErr string
 	var addrs = map[string]bool{}
@@ -664,6 +702,29 @@ func (b *bench) parallelOne(h *host) (*parRes, error) {
 		logf("%-10s first error: %s", h.K.Key, firstErr)
 	}
 	return pr, nil
+}
+
+// runGated starts every call at once (each from its own thread that has
+// joined its namespace, released by one gate) and returns the wall time from
+// the gate to the last exit.
+func runGated(ctx context.Context, calls []call) (time.Duration, []outcome) {
+	gate := make(chan struct{})
+	var ready, done sync.WaitGroup
+	outs := make([]outcome, len(calls))
+	for i, cl := range calls {
+		ready.Add(1)
+		done.Add(1)
+		cl.Gate, cl.Ready = gate, &ready
+		go func() {
+			defer done.Done()
+			outs[i] = cl.run(ctx)
+		}()
+	}
+	ready.Wait()
+	t0 := time.Now()
+	close(gate)
+	done.Wait()
+	return time.Since(t0), outs
 }
 
 // ---- filling hosts -------------------------------------------------------------

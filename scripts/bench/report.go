@@ -135,6 +135,44 @@ func (b *bench) targets() []target {
 	ts = append(ts,
 		le("7. port security: ADD p50 T-nft / T-nft-nops", ratio(sa.Add.pct(50), sb.Add.pct(50)), 1.15, ms(sa.Add.pct(50))+" / "+ms(sb.Add.pct(50))+" ms"),
 		le("7. port security: DEL p50 T-nft / T-nft-nops", ratio(sa.Del.pct(50), sb.Del.pct(50)), 1.15, ms(sa.Del.pct(50))+" / "+ms(sb.Del.pct(50))+" ms"))
+	ts = append(ts, b.clusterTargets()...)
+	ts = append(ts, b.clusterNamesTargets()...)
+	return append(ts, b.namesTargets()...)
+}
+
+func (b *bench) clusterTargets() []target {
+	c := b.res.Cluster
+	if c == nil {
+		return []target{le("8. ADD p50 T-nft, ipam on etcd / on files", math.NaN(), 1.3, ""), le("8. tenantnet-ipam on etcd p50, big / small", math.NaN(), 1.5, "")}
+	}
+	var ts []target
+	if len(c.Files.Add) > 0 && len(c.Etcd.Add) > 0 {
+		ts = append(ts, le("8. ADD p50 T-nft, ipam on etcd / on files", ratio(c.Etcd.Add.pct(50), c.Files.Add.pct(50)), 1.3, ms(c.Etcd.Add.pct(50))+" / "+ms(c.Files.Add.pct(50))+" ms"))
+	} else {
+		ts = append(ts, le("8. ADD p50 T-nft, ipam on etcd / on files", math.NaN(), 1.3, ""))
+	}
+	if len(c.IPAM) == 2 && len(c.IPAM[0].Stats.Add) > 0 && len(c.IPAM[1].Stats.Add) > 0 {
+		small, big := c.IPAM[0], c.IPAM[1]
+		ts = append(ts,
+			le(fmt.Sprintf("8. tenantnet-ipam on etcd allocate (ADD) p50, %d / %d reserved", big.Fill, small.Fill), ratio(big.Stats.Add.pct(50), small.Stats.Add.pct(50)), 1.5,
+				ms(big.Stats.Add.pct(50))+" / "+ms(small.Stats.Add.pct(50))+" ms"),
+			le(fmt.Sprintf("8. tenantnet-ipam on etcd release (DEL) p50, %d / %d reserved", big.Fill, small.Fill), ratio(big.Stats.Del.pct(50), small.Stats.Del.pct(50)), 1.5,
+				ms(big.Stats.Del.pct(50))+" / "+ms(small.Stats.Del.pct(50))+" ms"))
+	} else {
+		ts = append(ts, le("8. tenantnet-ipam on etcd p50, big / small", math.NaN(), 1.5, ""))
+	}
+	what := fmt.Sprintf("8. %d hosts × %d parallel ADDs on one etcd: failures, distinct addresses, left after DELs", c.Hosts, c.Per)
+	goal := fmt.Sprintf("0 failures, %d distinct, nothing left", c.Hosts*c.Per)
+	if p := c.Par; p != nil {
+		left := len(p.Leftovers) + p.ContLeft + c.EtcdLeft
+		t := target{What: what, Measured: fmt.Sprintf("%d+%d failures, %d distinct, %d left", p.AddFails, p.DelFails, p.Distinct, left), Goal: goal, Result: "PASS"}
+		if p.AddFails+p.DelFails > 0 || p.Distinct != c.Hosts*c.Per || left > 0 {
+			t.Result = "MISS"
+		}
+		ts = append(ts, t)
+	} else {
+		ts = append(ts, target{What: what, Measured: "n/a", Goal: goal, Result: "NOT RUN"})
+	}
 	return ts
 }
 
@@ -345,11 +383,7 @@ func (b *bench) report() string {
 	m.p("cases), in a bench namespace. Reservations were prefilled by writing each plugin's documented on-disk layout;")
 	m.p("the first ADD of each case, with no round-robin memory yet, must skip all of them (checked).")
 	m.p("")
-	rows = nil
-	for _, c := range r.IPAM {
-		rows = append(rows, []string{c.Label, ms(c.Stats.Add.pct(50)), ms(c.Stats.Add.pct(95)), ms(c.Stats.Del.pct(50)), ms(c.Stats.Del.pct(95)), failStr(c.Stats.Fails, c.Stats.FirstErr), fmt.Sprintf("%s; %d reserved after the run", c.Check, c.After)})
-	}
-	m.table([]string{"case", "ADD p50", "ADD p95", "DEL p50", "DEL p95", "failures", "check"}, rows)
+	m.ipamTable(r.IPAM)
 	rows = nil
 	for _, tn := range []bool{true, false} {
 		var s, bg *ipamCase
@@ -402,6 +436,53 @@ func (b *bench) report() string {
 		m.table([]string{"ratio", "ADD", "DEL"}, rows)
 	}
 
+	// 8
+	if c := r.Cluster; c != nil {
+		m.p("## 8. Cluster mode: tenantnet-ipam on etcd")
+		m.p("")
+		m.p("One etcd member (Debian's `etcd-server`, %s, on a unix socket every bench namespace reaches; its data", strings.TrimSpace(firstLine(cmdOut("etcd", "--version"))))
+		m.p("on the same disk), started by the bench. `ipam.etcd` and `ipam.nodeName` added to the T-nft config.")
+		m.p("")
+		m.p("T-nft ADD then DEL of a new container ID, with reservations in files and in etcd, %d iterations interleaved", o.N)
+		m.p("(each into a tenant that already has one container):")
+		m.p("")
+		rows = nil
+		for _, x := range []struct {
+			label string
+			s     opStats
+		}{{"ipam on files", c.Files}, {"ipam on etcd", c.Etcd}} {
+			rows = append(rows, []string{x.label, ms(x.s.Add.pct(50)), ms(x.s.Add.pct(95)), ms(x.s.Del.pct(50)), ms(x.s.Del.pct(95)), fmt.Sprint(len(x.s.Add)), failStr(x.s.Fails, x.s.FirstErr)})
+		}
+		rows = append(rows, []string{"ratio etcd / files", fmtRatio(ratio(c.Etcd.Add.pct(50), c.Files.Add.pct(50))), fmtRatio(ratio(c.Etcd.Add.pct(95), c.Files.Add.pct(95))),
+			fmtRatio(ratio(c.Etcd.Del.pct(50), c.Files.Del.pct(50))), fmtRatio(ratio(c.Etcd.Del.pct(95), c.Files.Del.pct(95))), "", ""})
+		m.table([]string{"T-nft", "ADD p50", "ADD p95", "DEL p50", "DEL p95", "n", "failures"}, rows)
+		m.p("tenantnet-ipam alone on etcd (as in section 6; the reservations were made through tenantnet-ipam's own code")
+		m.p("as containers of the measured node; the check ADD ran without its round-robin memory, from the node's own")
+		m.p("starting point, through the reserved keys):")
+		m.p("")
+		m.ipamTable(c.IPAM)
+		if p := c.Par; p != nil {
+			m.p("%d simulated hosts (host namespaces with their own node name, state and data dirs, one network config),", c.Hosts)
+			m.p("one resident container each, then %d ADDs on every host at once (%d processes behind one gate), then as many", c.Per, p.P)
+			m.p("DELs. \"left\": host objects and container interfaces as in section 3, and reservations in etcd once the")
+			m.p("residents are gone too.")
+			m.p("")
+			left := "nothing"
+			if n := len(p.Leftovers) + p.ContLeft + c.EtcdLeft; n > 0 {
+				left = fmt.Sprintf("%s; %d container interfaces; %d reservations in etcd", strings.Join(p.Leftovers, "; "), p.ContLeft, c.EtcdLeft)
+			}
+			m.table([]string{"ADD wall", "ADD failures", "distinct addresses", "one ADD p50 / max (ms)", "DEL wall", "DEL failures", "one DEL p50 / max (ms)", "left"},
+				[][]string{{secs(p.AddWall), fmt.Sprint(p.AddFails), fmt.Sprint(p.Distinct), ms(p.AddOps.pct(50)) + " / " + ms(p.AddOps.max()),
+					secs(p.DelWall), fmt.Sprint(p.DelFails), ms(p.DelOps.pct(50)) + " / " + ms(p.DelOps.max()), left}})
+			if p.FirstErr != "" {
+				m.p("- first error: `%s`", oneLine(p.FirstErr))
+				m.p("")
+			}
+		}
+		m.clusterNamesSection(c.Names, o.N)
+	}
+	b.namesSection(&m)
+
 	m.p("## Phases")
 	m.p("")
 	rows = nil
@@ -414,8 +495,22 @@ func (b *bench) report() string {
 	}
 	m.table([]string{"phase", "took", "status"}, rows)
 	m.p("Reproduce: `make bench` (or `scripts/bench.sh`); knobs: `BENCH_N`, `BENCH_MANY`, `BENCH_MANY_REF`,")
-	m.p("`BENCH_PARALLEL`, `BENCH_IPAM_FILL`, `BENCH_PHASES`, ... (`go run ./scripts/bench -h` lists them).")
+	m.p("`BENCH_PARALLEL`, `BENCH_IPAM_FILL`, `BENCH_CLUSTER_HOSTS`, `BENCH_CLUSTER_PER`, `BENCH_PHASES`, ... (`go run ./scripts/bench -h`")
+	m.p("lists them).")
 	return m.String()
+}
+
+func (m *md) ipamTable(cases []*ipamCase) {
+	var rows [][]string
+	for _, c := range cases {
+		rows = append(rows, []string{c.Label, ms(c.Stats.Add.pct(50)), ms(c.Stats.Add.pct(95)), ms(c.Stats.Del.pct(50)), ms(c.Stats.Del.pct(95)), failStr(c.Stats.Fails, c.Stats.FirstErr), fmt.Sprintf("%s; %d reserved after the run", c.Check, c.After)})
+	}
+	m.table([]string{"case", "ADD p50", "ADD p95", "DEL p50", "DEL p95", "failures", "check"}, rows)
+}
+
+func firstLine(s string) string {
+	l, _, _ := strings.Cut(s, "\n")
+	return l
 }
 
 func keys() string {

@@ -134,8 +134,8 @@ func TestCNITool(t *testing.T) {
 		}
 		leaks := ipamLeaks(s.DataDir, []string{id})
 		leaks = append(leaks, ruleLeaks(s.Host, (&LeakSpec{IPs: []string{ip}, ContainerIDs: []string{id}}).ruleMatchers())...)
-		if s.Host.LinkExists(t, harness.HostVeth(&harness.Container{ID: id, IfName: "eth0"})) {
-			leaks = append(leaks, "host veth "+harness.HostVeth(&harness.Container{ID: id, IfName: "eth0"}))
+		if hv := harness.HostVeth(red.Bridge, &harness.Container{ID: id, IfName: "eth0"}); s.Host.LinkExists(t, hv) {
+			leaks = append(leaks, "host veth "+hv)
 		}
 		for _, l := range leaks {
 			t.Errorf("GC with no valid attachment did not release %s (%s): %s", ip, id, l)

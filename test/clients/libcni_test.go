@@ -256,7 +256,7 @@ func testLibCNIGC(t *testing.T, s *Scenario, r *lcRunner, A *lcAttachment,
 			leaks = append(leaks, "eth0 still in "+d.ns.Name)
 		}
 		if !s.Reference() {
-			hv := harness.HostVeth(&harness.Container{ID: d.rt.ContainerID, IfName: "eth0"})
+			hv := harness.HostVeth(s.Tenants["blue"].Bridge, &harness.Container{ID: d.rt.ContainerID, IfName: "eth0"})
 			if s.Host.LinkExists(t, hv) {
 				leaks = append(leaks, "host veth "+hv)
 			}

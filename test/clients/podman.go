@@ -165,3 +165,15 @@ func (p *Podman) RunFetcher(network string) Fetcher {
 		return Exec(p.cmd(60*time.Second, append([]string{"run", "--rm", "--network", network, BusyboxImage}, ShellWrap(WgetArgs("", url))...)...))
 	}
 }
+
+// podmanScenario is a scenario with the conflist-examples/podman tenants
+// (blue, red) and a podman that has them.
+func podmanScenario(t *testing.T) (*Scenario, *Podman) {
+	t.Helper()
+	e := MustEnv(t)
+	e.Tool(t, "runc")
+	a := GetArtifacts(t, e)
+	s := NewScenario(t, e)
+	s.PrepareTenants("podman/blue.conflist", "podman/red.conflist")
+	return s, NewPodman(s, a)
+}

@@ -12,13 +12,8 @@ import (
 // leaving nothing behind.
 func TestPodman(t *testing.T) {
 	t.Parallel()
-	e := MustEnv(t)
-	e.Tool(t, "runc")
-	a := GetArtifacts(t, e)
-	s := NewScenario(t, e)
-	s.PrepareTenants("podman/blue.conflist", "podman/red.conflist")
+	s, p := podmanScenario(t)
 	blue, red := s.Tenants["blue"], s.Tenants["red"]
-	p := NewPodman(s, a)
 	const hostPort = 38080
 	staticIP := blue.NthIP(50).String()
 	staticMAC := "02:00:0a:58:01:32"

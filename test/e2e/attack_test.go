@@ -81,7 +81,7 @@ func join(t *testing.T, h *harness.Host, conf []byte, id string) *member {
 
 func memberOf(t *testing.T, c *harness.Container, res *current.Result) *member {
 	t.Helper()
-	m := &member{Container: c, port: harness.HostVeth(c)}
+	m := &member{Container: c, port: res.Interfaces[1].Name}
 	var err error
 	if m.mac, err = net.ParseMAC(res.Interfaces[2].Mac); err != nil {
 		t.Fatal(err)

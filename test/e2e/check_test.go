@@ -64,7 +64,7 @@ func TestCheckPassesThenNamesWhatBroke(t *testing.T) {
 
 const hostVethName = "<host veth>"
 
-func hostVeth(c *harness.Container) string { return harness.HostVeth(c) }
+func hostVeth(c *harness.Container) string { return harness.HostVeth("tnt-blue", c) }
 
 // deleteTenantRule removes one of tenantnet's rules for bridge, whichever
 // backend the host uses.
@@ -74,7 +74,7 @@ func deleteTenantRule(t *testing.T, h *harness.Host, bridge string) {
 		harness.BreakNFTTenant(t, h.NS, bridge)
 		return
 	}
-	h.Sh(t, "iptables", "-D", "TENANTNET-FORWARD", "-i", bridge, "-o", bridge, "-m", "comment", "--comment", "tenantnet:"+bridge, "-j", "ACCEPT")
+	h.Sh(t, "iptables", "-D", "TENANTNET-FORWARD", "-i", bridge, "-o", bridge, "-m", "comment", "--comment", "tenantnet:"+bridge, "-j", "RETURN")
 }
 
 // A firewall reload that flushed tenantnet's rules is repaired by the next ADD.
@@ -90,4 +90,18 @@ func TestAddRepairsFlushedRules(t *testing.T) {
 	containers(t, h, blue, "b2")
 	b[0].MustNotReach(t, rip[0])
 	r[0].MustNotReach(t, "10.1.1.1")
+}
+
+// A bridge that lost its gateway address is repaired by the next ADD: the
+// fast path must not trust it.
+func TestAddRepairsLostGateway(t *testing.T) {
+	t.Parallel()
+	h, _ := node(t)
+	blue := h.Conf(`{"name":"blue","bridge":"tnt-blue","ipam":{"ranges":[{"subnet":"10.1.1.0/24"},{"subnet":"fd00:1::/64"}]}}`)
+	b, _ := containers(t, h, blue, "b1")
+	for _, gw := range []string{"10.1.1.1/24", "fd00:1::1/64"} {
+		h.Sh(t, "ip", "addr", "del", gw, "dev", "tnt-blue")
+		containers(t, h, blue, "b2-"+gw[:1])
+		b[0].MustReach(t, strings.Split(gw, "/")[0])
+	}
 }

@@ -2,6 +2,8 @@ package e2e
 
 import (
 	"net"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -9,18 +11,26 @@ import (
 	"github.com/tenantnet/tenantnet/test/harness"
 )
 
-// Flat mode (nova's flat_interface): no VLAN, the trunk itself joins the
-// bridge, and its addresses and routes move to the bridge and back.
-func TestFlatModeMovesAndRestoresTrunkAddresses(t *testing.T) {
-	t.Parallel()
+// flatNode is a node with a trunk0 cabled to a LAN: the host's address
+// 192.168.50.10/24 and a static route on it, the LAN's 192.168.50.1.
+func flatNode(t *testing.T) (*harness.Host, *harness.NS) {
+	t.Helper()
 	h, _ := node(t)
 	lan := harness.NewNS(t, "lan")
 	harness.Veth(t, h.NS, "trunk0", lan, "eth0")
 	harness.Addr(t, h.NS, "trunk0", "192.168.50.10/24")
 	harness.Addr(t, lan, "eth0", "192.168.50.1/24")
+	harness.Route(t, h.NS, "10.99.0.0/16", "192.168.50.254", "trunk0")
+	return h, lan
+}
+
+// Flat mode (nova's flat_interface): no VLAN, the trunk itself joins the
+// bridge, and its addresses and routes move to the bridge and back.
+func TestFlatModeMovesAndRestoresTrunkAddresses(t *testing.T) {
+	t.Parallel()
+	h, lan := flatNode(t)
 	harness.Addr(t, lan, "eth0", "10.1.8.250/24") // a machine on the flat network
 	harness.Route(t, h.NS, "default", "192.168.50.1", "trunk0")
-	harness.Route(t, h.NS, "10.99.0.0/16", "192.168.50.254", "trunk0")
 	trunkMAC := h.Link(t, "trunk0").Attrs().HardwareAddr.String()
 	before := h.Snapshot(t)
 
@@ -68,7 +78,7 @@ func TestMTUAppliesToBridgeAndBothVethEnds(t *testing.T) {
 	for _, l := range []struct {
 		ns   *harness.NS
 		name string
-	}{{h.NS, "tnt-blue"}, {h.NS, harness.HostVeth(c)}, {c.NS, "eth0"}} {
+	}{{h.NS, "tnt-blue"}, {h.NS, harness.HostVeth("tnt-blue", c)}, {c.NS, "eth0"}} {
 		if mtu := l.ns.Link(t, l.name).Attrs().MTU; mtu != 1400 {
 			t.Fatalf("%s has mtu %d, want 1400", l.name, mtu)
 		}
@@ -195,5 +205,38 @@ func TestReusedAddressReachableAtOnce(t *testing.T) {
 	}
 	if err := peers[0].Ping("10.1.1.50", 3, time.Second); err != nil {
 		t.Fatalf("a peer cannot reach the reused static address at once: %v", err)
+	}
+}
+
+// A flat-mode DEL succeeds when the bridge or the trunk has gone: the trunk
+// gets its addresses and routes back if it still exists, and nothing of the
+// tenant stays recorded (a DEL that can never succeed keeps pods stuck).
+func TestFlatModeDelAfterLinksVanished(t *testing.T) {
+	t.Parallel()
+	for _, gone := range []string{"bridge", "trunk"} {
+		t.Run(gone, func(t *testing.T) {
+			t.Parallel()
+			h, _ := flatNode(t)
+			before := h.Snapshot(t)
+			conf := h.Conf(`{"name":"flat","trunk":"trunk0","bridge":"tnt-flat","ipam":{"subnet":"10.1.8.0/24"}}`)
+			c := harness.NewContainer(t, "c1")
+			h.Add(conf, c)
+			if gone == "bridge" {
+				h.Sh(t, "ip", "link", "del", "tnt-flat")
+			} else {
+				h.Sh(t, "ip", "link", "del", "trunk0")
+			}
+			if _, err := h.Exec(harness.Call{Command: "DEL", Conf: conf, Container: c}); err != nil {
+				t.Fatalf("DEL after the %s was deleted: %v", gone, err)
+			}
+			if recs, _ := os.ReadDir(filepath.Join(h.StateDir, "tenants")); hasJSON(recs) {
+				t.Fatalf("tenant record left: %v", recs)
+			}
+			if gone == "bridge" {
+				h.Unchanged(t, before, "after DEL: the trunk was not given back")
+				h.MustReach(t, "192.168.50.1")
+			}
+			h.Del(conf, c) // and again: nothing left to do
+		})
 	}
 }

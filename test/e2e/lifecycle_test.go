@@ -232,3 +232,156 @@ func TestFailedFirstAddLeavesNothing(t *testing.T) {
 		t.Fatalf("%d reservations left", n)
 	}
 }
+
+// cnitool add blue NS; cnitool add red NS: the same container and interface
+// name in a second network is refused, and nothing of the first moves.
+func TestSameContainerInSecondNetworkRefused(t *testing.T) {
+	t.Parallel()
+	h, _ := node(t)
+	before := h.Snapshot(t)
+	blue := tenantConf(h, "blue", "tnt-blue", "10.1.1.0/24", "")
+	red := tenantConf(h, "red", "tnt-red", "10.1.2.0/24", "")
+	c := harness.NewContainer(t, "c1")
+	ip := harness.IP(t, h.Add(blue, c))
+	// The snapshot must not catch IPv6 address configuration half-way (the
+	// bridge makes no link-local address; the host veth does).
+	linkLocal(t, h.NS, harness.HostVeth("tnt-blue", c))
+	mid := h.Snapshot(t)
+	if _, err := h.TryAdd(red, c, ""); err == nil {
+		t.Fatal("ADD of the same container and interface into a second network succeeded")
+	} else {
+		harness.MustContain(t, err.Error(), "eth0")
+	}
+	h.Unchanged(t, mid, "after the refused ADD")
+	if got := c.Addrs(t, "eth0"); len(got) != 1 || got[0].Addr().String() != ip {
+		t.Fatalf("the container's eth0 has %v, want blue's %s", got, ip)
+	}
+	c.MustReach(t, "10.1.1.1")
+	// The runtime cleans up after the failed ADD: blue keeps its attachment.
+	h.Del(red, c)
+	c.MustReach(t, "10.1.1.1")
+	h.Del(blue, c)
+	h.Unchanged(t, before, "after the last DEL")
+}
+
+// A DEL deletes only its own attachment's link: here blue's record names
+// red's host veth, as a record written before host names depended on the
+// bridge can after the same container joined both networks.
+func TestDelLeavesOtherAttachmentsLink(t *testing.T) {
+	t.Parallel()
+	h, _ := node(t)
+	blue := tenantConf(h, "blue", "tnt-blue", "10.1.1.0/24", "")
+	red := tenantConf(h, "red", "tnt-red", "10.1.2.0/24", "")
+	b, _ := containers(t, h, blue, "b1")
+	r, _ := containers(t, h, red, "r1")
+	rec := filepath.Join(h.StateDir, "attachments", "tnt-blue", b[0].ID+"@eth0.json")
+	js, err := os.ReadFile(rec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mine, theirs := harness.HostVeth("tnt-blue", b[0]), harness.HostVeth("tnt-red", r[0])
+	if err := os.WriteFile(rec, []byte(strings.Replace(string(js), mine, theirs, 1)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	h.Del(blue, b[0])
+	if !h.LinkExists(t, theirs) {
+		t.Fatal("blue's DEL deleted red's veth")
+	}
+	if h.LinkExists(t, mine) || h.LinkExists(t, "tnt-blue") {
+		t.Fatal("blue's DEL left blue's own veth or bridge")
+	}
+	r[0].MustReach(t, "10.1.2.1")
+}
+
+// When a tenant goes, the state dir keeps nothing of it: no lock file, no
+// attachment directory; nor of a bridge a DEL or GC named that never had a
+// tenant.
+func TestStateDirKeepsNothingOfGoneTenants(t *testing.T) {
+	t.Parallel()
+	h, _ := node(t)
+	blue := tenantConf(h, "blue", "tnt-blue", "10.1.1.0/24", "")
+	red := tenantConf(h, "red", "tnt-red", "10.1.2.0/24", "")
+	b, _ := containers(t, h, blue, "b1", "b2")
+	r, _ := containers(t, h, red, "r1")
+	for _, c := range b {
+		h.Del(blue, c)
+	}
+	h.Del(red, r[0])
+	never := tenantConf(h, "never", "tnt-never", "10.1.3.0/24", "")
+	if _, err := h.Exec(harness.Call{Command: "DEL", Conf: never, ID: "tnt-nobody", NoNetns: true}); err != nil {
+		t.Fatal(err)
+	}
+	var left []string
+	_ = filepath.WalkDir(h.StateDir, func(p string, d os.DirEntry, err error) error {
+		if err == nil && !d.IsDir() && d.Name() != "host.lock" {
+			left = append(left, p)
+		}
+		if err == nil && d.IsDir() && filepath.Base(filepath.Dir(p)) == "attachments" {
+			left = append(left, p+"/")
+		}
+		return err
+	})
+	if len(left) != 0 {
+		t.Fatalf("state left of tenants that are gone: %v", left)
+	}
+}
+
+// A tenant's last DEL races the first ADDs of its next life, round after
+// round: the teardown removes the tenant's lock file while ADDs wait on it,
+// and they must still take turns with the teardown (package flock).
+func TestTenantChurn(t *testing.T) {
+	t.Parallel()
+	h, _ := node(t)
+	before := h.Snapshot(t)
+	conf := tenantConf(h, "blue", "tnt-blue", "10.1.1.0/24", `,"nat":{}`)
+	live := h.Churn(conf, 6, 3, func(round int, live []*harness.Container) {
+		if !h.LinkExists(t, "tnt-blue") {
+			t.Fatalf("round %d: containers attached but the bridge is gone", round)
+		}
+		for _, c := range live {
+			c.MustReach(t, "10.1.1.1")
+		}
+	})
+	for _, c := range live {
+		h.Del(conf, c)
+	}
+	h.Unchanged(t, before, "after the last DEL")
+}
+
+// A zero-length tenant record, as a power loss can leave one (with a state
+// dir on disk), describes kernel state the reboot removed: it must not make
+// every tenant change on the host fail. It is set aside. A record that
+// cannot be read while its tenant's bridge is there is refused instead:
+// the host's rules cannot be rebuilt without it.
+func TestCorruptTenantRecord(t *testing.T) {
+	t.Parallel()
+	h, _ := node(t)
+	blue := tenantConf(h, "blue", "tnt-blue", "10.1.1.0/24", "")
+	b, bip := containers(t, h, blue, "b1")
+	gone := filepath.Join(h.StateDir, "tenants", "tnt-gone.json")
+	if err := os.WriteFile(gone, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	red := tenantConf(h, "red", "tnt-red", "10.1.2.0/24", "")
+	r, rip := containers(t, h, red, "r1")
+	r[0].MustNotReach(t, bip[0])
+	b[0].MustNotReach(t, rip[0])
+	if _, err := os.Stat(gone); !os.IsNotExist(err) {
+		t.Fatalf("the record of a tenant whose bridge is gone is still in place: %v", err)
+	}
+	// blue's own record, unreadable while blue's bridge is there.
+	if err := os.WriteFile(filepath.Join(h.StateDir, "tenants", "tnt-blue.json"), nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	mid := h.Snapshot(t)
+	green := tenantConf(h, "green", "tnt-green", "10.1.3.0/24", "")
+	_, err := h.TryAdd(green, harness.NewContainer(t, "g1"), "")
+	if e := harness.CNIError(t, err); e.Code != 5 {
+		t.Fatalf("a tenant change with a live tenant's record unreadable: %v", err)
+	}
+	harness.MustContain(t, err.Error(), "tnt-blue.json", "tnt-blue")
+	h.Unchanged(t, mid, "after the refused ADD")
+	// DEL still works for everyone.
+	h.Del(red, r[0])
+	h.Del(blue, b[0])
+}

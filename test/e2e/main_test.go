@@ -5,6 +5,7 @@
 package e2e
 
 import (
+	"encoding/json"
 	"fmt"
 	"testing"
 
@@ -55,4 +56,18 @@ func containers(t *testing.T, h *harness.Host, conf []byte, ids ...string) ([]*h
 		cs = append(cs, c)
 	}
 	return cs, ips
+}
+
+// gcConf is conf for GC with the containers the runtime still knows.
+func gcConf(t *testing.T, conf []byte, valid ...*harness.Container) []byte {
+	t.Helper()
+	var m map[string]any
+	_ = json.Unmarshal(conf, &m)
+	list := []map[string]string{}
+	for _, c := range valid {
+		list = append(list, map[string]string{"containerID": c.ID, "ifname": c.IfName})
+	}
+	m["cni.dev/valid-attachments"] = list
+	b, _ := json.Marshal(m)
+	return b
 }

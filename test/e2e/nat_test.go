@@ -50,3 +50,43 @@ func TestNoNATInsideTenant(t *testing.T) {
 		t.Fatalf("source seen %q, err %v; want %s", src, err, ips[0])
 	}
 }
+
+// Exempt destinations leave untranslated whatever else is on the host: here
+// another program's MASQUERADE out of eth0 in iptables' nat table, which an
+// nftables accept in tenantnet's own table would not stop.
+func TestNATExemptionIsFinal(t *testing.T) {
+	t.Parallel()
+	h, out := node(t)
+	h.Sh(t, "iptables", "-t", "nat", "-A", "POSTROUTING", "-o", "eth0", "-j", "MASQUERADE")
+	harness.Route(t, out, "10.1.5.0/24", hostPublic, "eth0")
+	out.Serve(t, outsideServer)
+	conf := tenantConf(h, "exempt", "tnt-exempt", "10.1.5.0/24", `,"nat":{"outInterface":"eth0","exempt":["198.51.100.0/24"]}`)
+	e, ips := containers(t, h, conf, "e1")
+	if src, err := e[0].Dial(outsideServer, 3*time.Second); err != nil || src != ips[0] {
+		t.Fatalf("exempt destination: source seen %q, err %v; want the container's own %s", src, err, ips[0])
+	}
+	// Positive control: without the exemption the host's address is seen.
+	plain := tenantConf(h, "masq", "tnt-masq", "10.1.6.0/24", `,"nat":{"outInterface":"eth0"}`)
+	m, _ := containers(t, h, plain, "m1")
+	if src, err := m[0].Dial(outsideServer, 3*time.Second); err != nil || src != hostPublic {
+		t.Fatalf("translated tenant: source seen %q, err %v; want %s", src, err, hostPublic)
+	}
+}
+
+// An exemption inside another one is merged into it, not refused by the
+// kernel as an overlapping interval.
+func TestNestedNATExemptions(t *testing.T) {
+	t.Parallel()
+	h, out := node(t)
+	harness.Route(t, out, "10.1.5.0/24", hostPublic, "eth0")
+	out.Serve(t, outsideServer)
+	conf := tenantConf(h, "exempt", "tnt-exempt", "10.1.5.0/24", `,"nat":{"outInterface":"eth0","exempt":["198.51.0.0/16","198.51.100.0/24","198.51.100.2"]}`)
+	c := harness.NewContainer(t, "e1")
+	res, err := h.TryAdd(conf, c, "")
+	if err != nil {
+		t.Fatalf("ADD with nested exemptions: %v", err)
+	}
+	if src, err := c.Dial(outsideServer, 3*time.Second); err != nil || src != harness.IP(t, res) {
+		t.Fatalf("exempt destination: source seen %q, err %v; want the container's own %s", src, err, harness.IP(t, res))
+	}
+}

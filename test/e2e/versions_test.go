@@ -67,21 +67,13 @@ func TestGCRemovesWhatTheRuntimeForgot(t *testing.T) {
 	cs, ips := containers(t, h, conf, "g1", "g2", "g3")
 	gc := func(valid ...*harness.Container) {
 		t.Helper()
-		var m map[string]any
-		_ = json.Unmarshal(conf, &m)
-		list := []map[string]string{}
-		for _, c := range valid {
-			list = append(list, map[string]string{"containerID": c.ID, "ifname": c.IfName})
-		}
-		m["cni.dev/valid-attachments"] = list
-		b, _ := json.Marshal(m)
-		if _, err := h.Exec(harness.Call{Command: "GC", Conf: b}); err != nil {
+		if _, err := h.Exec(harness.Call{Command: "GC", Conf: gcConf(t, conf, valid...)}); err != nil {
 			t.Fatalf("GC: %v", err)
 		}
 	}
 	gc(cs[0])
 	for _, c := range cs[1:] {
-		if h.LinkExists(t, harness.HostVeth(c)) {
+		if h.LinkExists(t, harness.HostVeth("tnt-blue", c)) {
 			t.Fatalf("GC left the veth of %s", c.ID)
 		}
 	}

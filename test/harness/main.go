@@ -43,3 +43,46 @@ func (h *Host) AddParallel(conf []byte, cs []*Container) ([]string, []error) {
 	wg.Wait()
 	return ips, errs
 }
+
+// Churn runs rounds in which the previous round's containers are DELeted
+// while perRound new ones are ADDed, all at once: a tenant's last DEL races
+// the first ADDs of its next life. After each round check gets the round's
+// containers; the last round's are returned, still attached.
+func (h *Host) Churn(conf []byte, rounds, perRound int, check func(round int, live []*Container)) []*Container {
+	h.T.Helper()
+	var live []*Container
+	for round := range rounds {
+		var next []*Container
+		for i := range perRound {
+			next = append(next, NewContainer(h.T, fmt.Sprintf("r%d-%d", round, i)))
+		}
+		var wg sync.WaitGroup
+		errs := make(chan error, len(live)+len(next))
+		for _, c := range live {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				if _, err := h.Exec(Call{Command: "DEL", Conf: conf, Container: c}); err != nil {
+					errs <- fmt.Errorf("DEL %s: %w", c.ID, err)
+				}
+			}()
+		}
+		for _, c := range next {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				if _, err := h.TryAdd(conf, c, ""); err != nil {
+					errs <- fmt.Errorf("ADD %s: %w", c.ID, err)
+				}
+			}()
+		}
+		wg.Wait()
+		close(errs)
+		for err := range errs {
+			h.T.Fatal(err)
+		}
+		check(round, next)
+		live = next
+	}
+	return live
+}

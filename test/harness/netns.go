@@ -16,6 +16,8 @@ import (
 
 	"github.com/containernetworking/plugins/pkg/ns"
 	"github.com/vishvananda/netns"
+
+	"github.com/tenantnet/tenantnet/test/nsdir"
 )
 
 // Prefix starts the name of every namespace the harness makes.
@@ -39,7 +41,7 @@ func NewNS(t testing.TB, role string) *NS {
 	if err := makeNamed(name); err != nil {
 		t.Fatalf("create netns %s: %v", name, err)
 	}
-	n := &NS{Name: name, Path: filepath.Join("/var/run/netns", name)}
+	n := &NS{Name: name, Path: filepath.Join(nsdir.Path, name)}
 	t.Cleanup(func() {
 		if err := netns.DeleteNamed(name); err != nil && !os.IsNotExist(err) {
 			t.Errorf("delete netns %s: %v", name, err)
@@ -51,6 +53,9 @@ func NewNS(t testing.TB, role string) *NS {
 
 // makeNamed creates a named netns without leaving the calling thread in it.
 func makeNamed(name string) error {
+	if err := nsdir.Shared(); err != nil {
+		return err
+	}
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
 	orig, err := netns.Get()

@@ -22,7 +22,7 @@ import (
 // returned function removes.
 func BuildBinaries() (string, func(), error) {
 	if d := os.Getenv("TENANTNET_BIN_DIR"); d != "" {
-		for _, b := range []string{"tenantnet", "tenantnet-ipam"} {
+		for _, b := range []string{"tenantnet", "tenantnet-ipam", "tenantnet-dns"} {
 			if _, err := os.Stat(filepath.Join(d, b)); err != nil {
 				return "", nil, fmt.Errorf("TENANTNET_BIN_DIR=%s: %w (run make build)", d, err)
 			}
@@ -72,13 +72,20 @@ type Host struct {
 	BinDir   string
 	StateDir string
 	DataDir  string
+	// Wrap runs before the plugin, which it must exec (see ResolvConf).
+	Wrap []string
+	// Stderr is what the last Exec printed there (runtimes log it).
+	Stderr string
 }
 
-// NewHost makes a host namespace.
+// NewHost makes a host namespace. Processes still in it at the end (a name
+// resolver a failed test left) are killed before it is removed.
 func NewHost(t testing.TB, binDir, role string) *Host {
 	t.Helper()
 	dir := t.TempDir()
-	return &Host{NS: NewNS(t, role), T: t, BinDir: binDir, StateDir: filepath.Join(dir, "state"), DataDir: filepath.Join(dir, "ipam")}
+	h := &Host{NS: NewNS(t, role), T: t, BinDir: binDir, StateDir: filepath.Join(dir, "state"), DataDir: filepath.Join(dir, "ipam")}
+	t.Cleanup(h.stopProcesses)
+	return h
 }
 
 // Container is one container: a namespace and the interface tenantnet makes in it.
@@ -137,17 +144,18 @@ type Call struct {
 	NoNetns   bool       // send an empty CNI_NETNS (containerd's second DEL)
 	Args      string     // CNI_ARGS
 	Plugin    string     // binary, default tenantnet
+	Env       []string   // more environment, overriding the runtime's (PATH=... to inject a failing tool)
 }
 
-// Exec runs the plugin in the host namespace as a runtime would and returns
-// its stdout, or the CNI error it printed.
-func (h *Host) Exec(c Call) ([]byte, error) {
-	h.T.Helper()
+// Command is the plugin invocation c as a runtime makes it (environment,
+// stdin), not started; Exec runs it in the host namespace.
+func (h *Host) Command(c Call) *exec.Cmd {
 	plugin := c.Plugin
 	if plugin == "" {
 		plugin = "tenantnet"
 	}
-	cmd := exec.Command(filepath.Join(h.BinDir, plugin))
+	argv := append(append([]string{}, h.Wrap...), filepath.Join(h.BinDir, plugin))
+	cmd := exec.Command(argv[0], argv[1:]...)
 	id, ifname, netnsPath := c.ID, "eth0", c.Netns
 	if c.Container != nil {
 		id, ifname = c.Container.ID, c.Container.IfName
@@ -162,10 +170,24 @@ func (h *Host) Exec(c Call) ([]byte, error) {
 		"CNI_COMMAND=" + c.Command, "CNI_CONTAINERID=" + id, "CNI_NETNS=" + netnsPath,
 		"CNI_IFNAME=" + ifname, "CNI_PATH=" + h.BinDir, "CNI_ARGS=" + c.Args, "PATH=" + os.Getenv("PATH"),
 	}
+	cmd.Env = append(cmd.Env, c.Env...)
 	cmd.Stdin = bytes.NewReader(c.Conf)
+	return cmd
+}
+
+// Exec runs the plugin in the host namespace as a runtime would and returns
+// its stdout, or the CNI error it printed.
+func (h *Host) Exec(c Call) ([]byte, error) {
+	h.T.Helper()
+	plugin := c.Plugin
+	if plugin == "" {
+		plugin = "tenantnet"
+	}
+	cmd := h.Command(c)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	runErr := h.Run(cmd.Run)
+	h.Stderr = stderr.String()
 	if runErr != nil {
 		var e types.Error
 		if json.Unmarshal(stdout.Bytes(), &e) == nil && (e.Code != 0 || e.Msg != "") {
@@ -256,5 +278,6 @@ func MustContain(t testing.TB, s string, parts ...string) {
 	}
 }
 
-// HostVeth is the host end of a container's veth (the plugin's naming rule).
-func HostVeth(c *Container) string { return veth.HostName(c.ID, c.IfName) }
+// HostVeth is the host end of a container's veth on bridge (the plugin's
+// naming rule).
+func HostVeth(bridge string, c *Container) string { return veth.HostName(bridge, c.ID, c.IfName) }

@@ -18,12 +18,13 @@ import (
 // Ping sends ICMP echo requests from inside n to dst until one is answered
 // or tries run out (each waits wait). It needs no ping binary, so it runs
 // the same in the VM.
+// A link-local IPv6 destination names its link as a zone: fe80::1%eth0.
 func (n *NS) Ping(dst string, tries int, wait time.Duration) error {
-	ip := net.ParseIP(dst)
-	if ip == nil {
+	a, err := netip.ParseAddr(dst)
+	if err != nil {
 		return fmt.Errorf("bad address %q", dst)
 	}
-	var err error
+	ip := &net.IPAddr{IP: a.Unmap().AsSlice(), Zone: a.Zone()}
 	for i := 0; i < tries; i++ {
 		if err = n.Run(func() error { return echo(ip, i, wait) }); err == nil {
 			return nil
@@ -32,7 +33,8 @@ func (n *NS) Ping(dst string, tries int, wait time.Duration) error {
 	return err
 }
 
-func echo(ip net.IP, seq int, wait time.Duration) error {
+func echo(dst *net.IPAddr, seq int, wait time.Duration) error {
+	ip := dst.IP
 	network, proto := "ip4:icmp", 1
 	var typ icmp.Type = ipv4.ICMPTypeEcho
 	if ip.To4() == nil {
@@ -49,7 +51,7 @@ func echo(ip net.IP, seq int, wait time.Duration) error {
 	if err != nil {
 		return err
 	}
-	if _, err := c.WriteTo(b, &net.IPAddr{IP: ip}); err != nil {
+	if _, err := c.WriteTo(b, dst); err != nil {
 		return err
 	}
 	deadline := time.Now().Add(wait)

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os/exec"
 	"regexp"
+	"slices"
 	"sort"
 	"strings"
 	"testing"
@@ -73,11 +74,31 @@ func (n *NS) Ruleset(t testing.TB) string {
 			if err != nil {
 				return fmt.Errorf("%s: %v\n%s", cmd[0], err, out)
 			}
-			b.WriteString(normalizeRules(string(out)))
+			rules := normalizeRules(string(out))
+			if cmd[0] == "nft" {
+				rules = sortTables(rules)
+			}
+			b.WriteString(rules)
 		}
 		return nil
 	})
 	return b.String()
+}
+
+// sortTables puts the tables of an nft listing in name order: nft lists
+// them in the order they were made, and a table replaced in one
+// transaction (deleted and added again) moves behind the others, while the
+// ruleset is the same.
+func sortTables(listing string) string {
+	var tables []string
+	for _, l := range strings.SplitAfter(listing, "\n") {
+		if strings.HasPrefix(l, "table ") || len(tables) == 0 {
+			tables = append(tables, "")
+		}
+		tables[len(tables)-1] += l
+	}
+	slices.Sort(tables)
+	return strings.Join(tables, "")
 }
 
 var (
@@ -122,6 +143,15 @@ func Diff(a, b string) string {
 		}
 	}
 	sort.Strings(d)
+	if len(d) == 0 && a != b {
+		// The same lines in another order (rules moved in a chain).
+		la, lb := strings.Split(a, "\n"), strings.Split(b, "\n")
+		for i := range min(len(la), len(lb)) {
+			if la[i] != lb[i] {
+				return fmt.Sprintf("the same lines in another order, from line %d:\n- %s\n+ %s", i+1, la[i], lb[i])
+			}
+		}
+	}
 	return strings.Join(d, "\n")
 }
 
@@ -144,5 +174,14 @@ func (n *NS) settle(t testing.TB) {
 		if !tentative {
 			return
 		}
+	}
+}
+
+// Unchanged fails t unless the namespace is as the snapshot before shows it;
+// when says at what point ("after the last DEL").
+func (n *NS) Unchanged(t testing.TB, before, when string) {
+	t.Helper()
+	if after := n.Snapshot(t); after != before {
+		t.Fatalf("host differs %s:\n%s", when, Diff(before, after))
 	}
 }

@@ -5,7 +5,6 @@ package vlan
 import (
 	"fmt"
 	"slices"
-	"sync"
 	"testing"
 
 	"github.com/vishvananda/netlink"
@@ -140,45 +139,14 @@ func TestParallelLastDELsAndADDs(t *testing.T) {
 	t.Parallel()
 	h, _ := trunkHost(t, "h")
 	conf := vlanConf(h, "blue", 101, "10.1.1.0/24", "10.1.1.1", "10.1.1.10", "10.1.1.250", "")
-	var live []*harness.Container
-	for round := range 5 {
-		var next []*harness.Container
-		for i := range 3 {
-			next = append(next, harness.NewContainer(t, fmt.Sprintf("r%d-%d", round, i)))
-		}
-		var wg sync.WaitGroup
-		errs := make(chan error, 6)
-		for _, c := range live {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				if _, err := h.Exec(harness.Call{Command: "DEL", Conf: conf, Container: c}); err != nil {
-					errs <- fmt.Errorf("DEL %s: %w", c.ID, err)
-				}
-			}()
-		}
-		for _, c := range next {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				if _, err := h.TryAdd(conf, c, ""); err != nil {
-					errs <- fmt.Errorf("ADD %s: %w", c.ID, err)
-				}
-			}()
-		}
-		wg.Wait()
-		close(errs)
-		for err := range errs {
-			t.Fatal(err)
-		}
+	live := h.Churn(conf, 5, 3, func(round int, live []*harness.Container) {
 		if !h.LinkExists(t, "br101") || !h.LinkExists(t, "vlan101") {
 			t.Fatalf("round %d: containers attached but bridge or VLAN link gone", round)
 		}
-		for _, c := range next {
+		for _, c := range live {
 			c.MustReach(t, "10.1.1.1")
 		}
-		live = next
-	}
+	})
 	for _, c := range live {
 		h.Del(conf, c)
 	}

@@ -20,8 +20,13 @@ type Backend struct {
 	v4, v6 family
 }
 
+// family is one address family of one iptables: the host's default
+// ("iptables", whichever it is), or explicitly "iptables-nft" or
+// "iptables-legacy" (the nftables backend's accepts go where the host's
+// FORWARD chain is).
 type family struct {
 	v6   bool
+	tool string
 	once sync.Once
 	ipt  *goipt.IPTables
 	err  error
@@ -29,7 +34,7 @@ type family struct {
 
 // New returns the backend; it runs nothing until it is used.
 func New() *Backend {
-	return &Backend{v6: family{v6: true}}
+	return &Backend{v4: family{tool: "iptables"}, v6: family{v6: true, tool: "iptables"}}
 }
 
 func (f *family) get() (*goipt.IPTables, error) {
@@ -38,7 +43,7 @@ func (f *family) get() (*goipt.IPTables, error) {
 		if f.v6 {
 			proto = goipt.ProtocolIPv6
 		}
-		f.ipt, f.err = goipt.NewWithProtocol(proto)
+		f.ipt, f.err = goipt.New(goipt.IPFamily(proto), goipt.Path(f.cmd()))
 		if f.err != nil {
 			f.err = fmt.Errorf("%s: %w (install the iptables package)", f.cmd(), f.err)
 		}
@@ -48,9 +53,9 @@ func (f *family) get() (*goipt.IPTables, error) {
 
 func (f *family) cmd() string {
 	if f.v6 {
-		return "ip6tables"
+		return strings.Replace(f.tool, "iptables", "ip6tables", 1)
 	}
-	return "iptables"
+	return f.tool
 }
 
 // Name says which iptables this is, so CHECK and STATUS show the backend in use.
@@ -71,35 +76,27 @@ func (b *Backend) Ready() error {
 	return err
 }
 
-func needsV6(ts []tenant.Spec) bool {
-	for _, t := range ts {
-		for _, s := range t.Subnets {
-			if !s.Addr().Is4() {
-				return true
-			}
-		}
-	}
-	return false
+// ipv6 reports whether this kernel has IPv6 (disabled at boot, there is no
+// IPv6 traffic to filter).
+func ipv6() bool {
+	_, err := os.Stat("/proc/sys/net/ipv6")
+	return err == nil
 }
 
-// Apply makes tenantnet's rules exactly those of ts, in both families.
-// IPv6 isolation is applied whenever ip6tables works, even for IPv4-only
-// tenants: a host that forwards IPv6 for other reasons must not become a
-// path between tenants. It is only an error when a tenant has IPv6.
+// Apply makes tenantnet's rules exactly those of ts, in both families. The
+// IPv6 rules are there for IPv4-only tenants too: every bridge has an IPv6
+// link-local address and the host may forward IPv6 for reasons of its own,
+// so without them a switched-only tenant would reach the host, and a tenant
+// another tenant, over IPv6 (the nftables backend's inet table filters both
+// families always; both backends must refuse the same packets).
 func (b *Backend) Apply(ts []tenant.Spec) error {
 	if err := b.v4.apply(ts); err != nil {
 		return err
 	}
-	// Without an IPv6 tenant the host routes no IPv6 between tenant
-	// bridges (they carry only link-local addresses), so IPv6 rules would
-	// only be clutter.
-	if needsV6(ts) {
-		return b.v6.apply(ts)
+	if !ipv6() {
+		return nil
 	}
-	if err := b.v6.apply(nil); err != nil {
-		fmt.Fprintf(os.Stderr, "tenantnet: remove IPv6 rules: %v\n", err)
-	}
-	return nil
+	return b.v6.apply(ts)
 }
 
 func (f *family) apply(ts []tenant.Spec) error {
@@ -107,38 +104,35 @@ func (f *family) apply(ts []tenant.Spec) error {
 	if err != nil {
 		return err
 	}
+	marks, err := made(f.v6)
+	if err != nil {
+		return err
+	}
 	if len(ts) == 0 {
 		if !f.hasChains(ipt) {
 			return nil
 		}
-		for _, j := range jumps {
-			if ok, _ := ipt.ChainExists(j.table, j.target); !ok {
-				continue
-			}
-			if err := ipt.DeleteIfExists(j.table, j.chain, j.spec()...); err != nil {
-				return fmt.Errorf("%s: remove jump %s -> %s: %w", f.cmd(), j.chain, j.target, err)
-			}
+		if err := f.unhook(ipt, hooks); err != nil {
+			return err
 		}
 		if err := f.restore(teardown()); err != nil {
 			return err
 		}
-		return pruneTables(f.v6)
+		return prune(f.v6, marks)
 	}
-	if err := f.restore(render(ts, f.v6)); err != nil {
+	outs, err := outside(f.v6)
+	if err != nil {
 		return err
 	}
-	for _, j := range jumps {
-		ok, err := ipt.Exists(j.table, j.chain, j.spec()...)
-		if err != nil {
-			return fmt.Errorf("%s: check jump %s -> %s: %w", f.cmd(), j.chain, j.target, err)
-		}
-		if !ok {
-			if err := ipt.Insert(j.table, j.chain, 1, j.spec()...); err != nil {
-				return fmt.Errorf("%s: insert jump %s -> %s: %w", f.cmd(), j.chain, j.target, err)
-			}
-		}
+	tables := render(ts, f.v6, outs)
+	for i := range tables {
+		tables[i].chains = append(tables[i].chains, marks[tables[i].name]...)
+		tables[i].unused = slices.DeleteFunc(tables[i].unused, func(c string) bool { return slices.Contains(marks[tables[i].name], c) })
 	}
-	return nil
+	if err := f.restore(tables); err != nil {
+		return err
+	}
+	return f.hook(ipt, hooks)
 }
 
 // hasChains reports whether any tenantnet chain exists in this family.
@@ -180,8 +174,8 @@ func (b *Backend) familyFor(t tenant.Spec) *family {
 	return &b.v4
 }
 
-// Present is the cheap check on ADD's fast path: the jump into tenantnet's
-// FORWARD chain and the tenant's same-bridge rule are there (a firewall
+// Present is the cheap check on ADD's fast path: the jumps into tenantnet's
+// FORWARD chains and the tenant's same-bridge rule are there (a firewall
 // reload that flushed them makes ADD rebuild the rules). With iptables-nft
 // it reads the rules over netlink; with iptables-legacy it runs iptables -C.
 func (b *Backend) Present(t tenant.Spec) (bool, error) {
@@ -193,11 +187,12 @@ func (b *Backend) Present(t tenant.Spec) (bool, error) {
 	if err != nil {
 		return false, err
 	}
-	j := jumps[0]
-	if ok, err := ipt.Exists(j.table, j.chain, j.spec()...); err != nil || !ok {
-		return false, nil
+	for _, h := range []hook{hooks[0], hooks[len(hooks)-1]} {
+		if ok, err := ipt.Exists(h.table, h.chain, h.spec()...); err != nil || !ok {
+			return false, nil
+		}
 	}
-	ok, err := ipt.Exists("filter", chainForward, args([]string{"-i", t.Bridge, "-o", t.Bridge}, tag(t.Bridge), []string{"-j", "ACCEPT"})...)
+	ok, err := ipt.Exists("filter", chainForward, args([]string{"-i", t.Bridge, "-o", t.Bridge}, tag(t.Bridge), []string{"-j", "RETURN"})...)
 	if err != nil {
 		return false, nil
 	}
@@ -207,21 +202,23 @@ func (b *Backend) Present(t tenant.Spec) (bool, error) {
 // Check verifies that every rule of t, and the jumps, are installed.
 func (b *Backend) Check(all []tenant.Spec, t tenant.Spec) error {
 	for _, f := range []*family{&b.v4, &b.v6} {
-		if f.v6 && !needsV6(all) {
+		if f.v6 && !ipv6() {
 			continue
 		}
 		ipt, err := f.get()
 		if err != nil {
 			return err
 		}
-		for _, j := range jumps {
-			if ok, err := ipt.Exists(j.table, j.chain, j.spec()...); err != nil || !ok {
-				return fmt.Errorf("%s: the jump from %s %s to %s is missing", f.cmd(), j.table, j.chain, j.target)
-			}
+		if err := f.checkHooks(ipt, hooks); err != nil {
+			return err
+		}
+		outs, err := outside(f.v6)
+		if err != nil {
+			return err
 		}
 		// The tenant's own rules and the shared ones it relies on.
 		own := "tenantnet:" + t.Bridge
-		for _, tb := range render(all, f.v6) {
+		for _, tb := range render(all, f.v6, outs) {
 			for _, r := range tb.rules {
 				if !slices.Contains(r.args, own) && !slices.Contains(r.args, "tenantnet") {
 					continue

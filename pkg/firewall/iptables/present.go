@@ -36,22 +36,18 @@ func presentNF(bridge string, v6 bool) (present, known bool) {
 	if fwd == nil {
 		return false, false
 	}
-	jumps := func(r *nftables.Rule) bool {
+	jumps := map[string]bool{}
+	for _, r := range fwd {
 		for _, e := range r.Exprs {
-			if v, ok := e.(*expr.Verdict); ok && v.Kind == expr.VerdictJump && v.Chain == chainForward {
-				return true
+			if v, ok := e.(*expr.Verdict); ok && v.Kind == expr.VerdictJump {
+				jumps[v.Chain] = true
 			}
 		}
-		return false
 	}
-	found := false
-	for _, r := range fwd {
-		found = found || jumps(r)
-	}
-	if !found {
+	if !jumps[chainForward] || !jumps[chainAccept] {
 		return false, true
 	}
-	// The tenant's own rule: -i bridge -o bridge -j ACCEPT.
+	// The tenant's own rule: -i bridge -o bridge -j RETURN.
 	for _, r := range rulesOf(chainForward) {
 		names := 0
 		for _, e := range r.Exprs {

@@ -6,66 +6,104 @@ import (
 	"errors"
 	"fmt"
 	"os/exec"
+	"slices"
+	"strings"
 
 	"github.com/google/nftables"
 	"github.com/mdlayher/netlink"
 	"golang.org/x/sys/unix"
 )
 
-// pruneTables removes the iptables-nft tables "filter" and "nat" of a family
-// when nothing is left in them: iptables-nft creates a table on first use and
-// never removes it, so without this the last DEL would leave empty tables that
-// were not there before tenantnet came.
-//
-// It must never remove anyone else's rules, not even one added a moment
-// before: each deletion goes to the kernel with NLM_F_NONREC on
-// the chain or table, and the kernel refuses (EBUSY) to delete a chain that
-// still holds rules or a table that still holds chains. Only base chains with
-// policy accept are considered; a table with a DROP policy or a user chain is
-// kept.
-func pruneTables(v6 bool) error {
-	if !nfTablesMode() {
-		return nil // legacy iptables tables cannot be removed
+// iptables-nft creates a table on first use, and a base chain when a rule
+// goes into it, and never removes either. Of what tenantnet's rules cause to
+// exist, only tenantnet may remove it, and only what it caused: the host's
+// own empty chains (Docker's INPUT, say) stay. So before changing a family,
+// tenantnet notes what of the tables and base chains it hooks into does not
+// exist yet, as empty chains TENANTNET-MADE-<TABLE|chain> in that table, and
+// the last teardown removes what they name.
+const madePrefix = "TENANTNET-MADE-"
+
+// madeChains is every marker tenantnet may declare in a table.
+func madeChains(table string) []string {
+	out := []string{madePrefix + "TABLE"}
+	for _, h := range hooks {
+		if h.table == table && !h.optional && !slices.Contains(out, madePrefix+h.chain) {
+			out = append(out, madePrefix+h.chain)
+		}
 	}
-	fam := nftables.TableFamilyIPv4
-	if v6 {
-		fam = nftables.TableFamilyIPv6
+	return out
+}
+
+// made returns, per table, the markers for what tenantnet has made or is
+// about to make there (nothing with iptables-legacy, whose tables and base
+// chains always exist).
+func made(v6 bool) (map[string][]string, error) {
+	if !nfTablesMode() {
+		return nil, nil
 	}
 	c, err := nftables.New()
 	if err != nil {
-		return err
+		return nil, err
 	}
-	chains, err := c.ListChainsOfTableFamily(fam)
+	chains, err := c.ListChainsOfTableFamily(family6(v6))
 	if err != nil {
-		return fmt.Errorf("list %v chains: %w", fam, err)
+		return nil, fmt.Errorf("list %v chains: %w", family6(v6), err)
 	}
+	out := map[string][]string{}
 	for _, table := range []string{"filter", "nat"} {
-		tableEmpty := true
+		var have []string
 		for _, ch := range chains {
-			if ch.Table.Name != table {
-				continue
+			if ch.Table.Name == table {
+				have = append(have, ch.Name)
 			}
-			if ch.Hooknum == nil || ch.Policy == nil || *ch.Policy != nftables.ChainPolicyAccept {
-				tableEmpty = false
+		}
+		for _, m := range madeChains(table) {
+			what := strings.TrimPrefix(m, madePrefix)
+			switch {
+			case slices.Contains(have, m),
+				what == "TABLE" && len(have) == 0,
+				what != "TABLE" && !slices.Contains(have, what):
+				out[table] = append(out[table], m)
+			}
+		}
+	}
+	return out, nil
+}
+
+func family6(v6 bool) nftables.TableFamily {
+	if v6 {
+		return nftables.TableFamilyIPv6
+	}
+	return nftables.TableFamilyIPv4
+}
+
+// prune removes the base chains and tables the markers name, at the last
+// teardown (the markers themselves are gone with tenantnet's chains by
+// then). It never removes anyone else's rules, not even one added a moment
+// before: each deletion goes to the kernel with NLM_F_NONREC, and the kernel
+// refuses (EBUSY) to delete a chain that holds rules or a table that holds
+// chains.
+func prune(v6 bool, marks map[string][]string) error {
+	for table, ms := range marks {
+		for _, m := range ms {
+			what := strings.TrimPrefix(m, madePrefix)
+			if what == "TABLE" {
 				continue
 			}
 			// Each chain in a batch of its own: one busy chain must not keep
 			// the empty ones.
-			err := deleteIfEmpty(byte(fam), unix.NFT_MSG_DELCHAIN, []netlink.Attribute{
+			err := deleteIfEmpty(byte(family6(v6)), unix.NFT_MSG_DELCHAIN, []netlink.Attribute{
 				{Type: unix.NFTA_CHAIN_TABLE, Data: []byte(table + "\x00")},
-				{Type: unix.NFTA_CHAIN_NAME, Data: []byte(ch.Name + "\x00")},
+				{Type: unix.NFTA_CHAIN_NAME, Data: []byte(what + "\x00")},
 			})
-			switch {
-			case errors.Is(err, unix.EBUSY):
-				tableEmpty = false
-			case err != nil && !errors.Is(err, unix.ENOENT):
-				return fmt.Errorf("remove empty chain %s %s: %w", table, ch.Name, err)
+			if err != nil && !errors.Is(err, unix.EBUSY) && !errors.Is(err, unix.ENOENT) {
+				return fmt.Errorf("remove empty chain %s %s: %w", table, what, err)
 			}
 		}
-		if !tableEmpty {
+		if !slices.Contains(ms, madePrefix+"TABLE") {
 			continue
 		}
-		err := deleteIfEmpty(byte(fam), unix.NFT_MSG_DELTABLE, []netlink.Attribute{{Type: unix.NFTA_TABLE_NAME, Data: []byte(table + "\x00")}})
+		err := deleteIfEmpty(byte(family6(v6)), unix.NFT_MSG_DELTABLE, []netlink.Attribute{{Type: unix.NFTA_TABLE_NAME, Data: []byte(table + "\x00")}})
 		if err != nil && !errors.Is(err, unix.EBUSY) && !errors.Is(err, unix.ENOENT) {
 			return fmt.Errorf("remove empty table %s: %w", table, err)
 		}

@@ -2,7 +2,14 @@
 // whole tenantnet ruleset from the tenants on the host and loads it with one
 // iptables-restore --noflush per address family: tenantnet's chains are
 // replaced atomically, nobody else's rules are flushed or reordered, and the
-// only rules it puts into built-in chains are three jumps, inserted once.
+// only rules it puts into other chains are jumps (see hooks).
+//
+// tenantnet refuses what its model refuses and lets the host's own rules
+// decide the rest: TENANTNET-FORWARD, first in FORWARD (and in Docker's
+// DOCKER-USER, which Docker keeps first), only drops or returns; what the
+// model allows is accepted by TENANTNET-ACCEPT at the very end of FORWARD,
+// after every rule of the host's and Docker's, where only the chain's policy
+// is left to decide (Docker's is DROP).
 package iptables
 
 import (
@@ -18,23 +25,11 @@ import (
 // tell at a glance what is ours.
 const (
 	chainForward = "TENANTNET-FORWARD"
+	chainAccept  = "TENANTNET-ACCEPT"
 	chainInput   = "TENANTNET-INPUT"
 	chainPost    = "TENANTNET-POSTROUTING"
 	chainLogDrop = "TENANTNET-LOG-DROP"
 )
-
-// jump is a rule tenantnet inserts at the top of a built-in chain.
-type jump struct{ table, chain, target string }
-
-var jumps = []jump{
-	{"filter", "FORWARD", chainForward},
-	{"filter", "INPUT", chainInput},
-	{"nat", "POSTROUTING", chainPost},
-}
-
-func (j jump) spec() []string {
-	return []string{"-m", "comment", "--comment", "tenantnet", "-j", j.target}
-}
 
 type rule struct {
 	chain string
@@ -103,8 +98,10 @@ func host(a netip.Addr) string { return netip.PrefixFrom(a, a.BitLen()).String()
 // never on containers, and most do not depend on tenants either: each tenant
 // bridge's netdev group (tenant.Spec.Group) says whether it is isolated,
 // switched only, and how it drops, so isolation is a few -m devgroup rules.
-// Per tenant remain: traffic inside its bridge, its gateway addresses, NAT.
-func render(ts []tenant.Spec, v6 bool) []table {
+// Per tenant remain: traffic inside its bridge, its gateway addresses, its
+// way out, NAT. outside is where tenants that name no nat.outInterface
+// reach the outside (see accepts).
+func render(ts []tenant.Spec, v6 bool, outside []string) []table {
 	const (
 		mark     = tenant.GroupMark
 		markMask = tenant.GroupMarkMask
@@ -112,15 +109,16 @@ func render(ts []tenant.Spec, v6 bool) []table {
 		l2       = tenant.GroupNotRouted
 		act      = tenant.GroupActionMask
 	)
-	used := map[string]bool{chainForward: true, chainInput: true}
+	used := map[string]bool{chainForward: true, chainAccept: true, chainInput: true}
 	var fwd, in, stage []rule
 	add := func(dst *[]rule, chain string, a ...[]string) { *dst = append(*dst, rule{chain, args(a...)}) }
 	has := func(f func(tenant.Spec) bool) bool { return slices.ContainsFunc(ts, f) }
 
-	// Inside one bridge: with br_netfilter bridged frames cross FORWARD, and
-	// a hairpinned port mapping is routed back out of the same bridge.
+	// Inside one bridge (with br_netfilter bridged frames cross FORWARD; a
+	// hairpinned port mapping is routed back out of the same bridge)
+	// nothing is refused; TENANTNET-ACCEPT lets it through at the end.
 	for _, t := range ts {
-		add(&fwd, chainForward, []string{"-i", t.Bridge, "-o", t.Bridge}, tag(t.Bridge), []string{"-j", "ACCEPT"})
+		add(&fwd, chainForward, []string{"-i", t.Bridge, "-o", t.Bridge}, tag(t.Bridge), []string{"-j", "RETURN"})
 	}
 	anyIsolated := has(func(t tenant.Spec) bool { return t.Isolated })
 	for _, a := range tenant.DropActions {
@@ -148,6 +146,14 @@ func render(ts []tenant.Spec, v6 bool) []table {
 		if anyIsolated && has(func(t tenant.Spec) bool { return withAction(t) && !t.Isolated }) {
 			add(&fwd, chainForward, src(mark|bits, markMask|iso|act), dst(mark|iso, markMask|iso), global, []string{"-j", v})
 		}
+		// Into a routed tenant from anything that is not a tenant bridge
+		// (Docker's containers, other programs' networks, a LAN that routes
+		// to tenant subnets) only replies and port mappings (DNAT) pass;
+		// nothing else opens a connection. With the tenant's own action.
+		if has(func(t tenant.Spec) bool { return withAction(t) && t.Routed }) {
+			add(&fwd, chainForward, []string{"-m", "devgroup", "!", "--src-group", group(mark, markMask)}, dst(mark|bits, markMask|l2|act),
+				[]string{"-m", "conntrack", "!", "--ctstate", "RELATED,ESTABLISHED,DNAT"}, global, []string{"-j", v})
+		}
 		// To the host: an isolated tenant reaches no other tenant's gateway,
 		// any tenant no isolated tenant's.
 		if c := stageChain("ANY", a); has(func(t tenant.Spec) bool { return withAction(t) && t.Isolated && t.Routed }) {
@@ -158,11 +164,6 @@ func render(ts []tenant.Spec, v6 bool) []table {
 			used[c] = true
 			add(&in, chainInput, src(mark|bits, markMask|iso|l2|act), global, []string{"-j", c})
 		}
-	}
-	if has(func(t tenant.Spec) bool { return t.Routed }) {
-		// nova's gateway rules, for hosts whose FORWARD policy is DROP.
-		add(&fwd, chainForward, src(mark, markMask|l2), global, []string{"-j", "ACCEPT"})
-		add(&fwd, chainForward, dstOnly(mark, markMask|l2), global, []string{"-j", "ACCEPT"})
 	}
 	for _, set := range stageSets {
 		for _, a := range tenant.DropActions {
@@ -186,7 +187,7 @@ func render(ts []tenant.Spec, v6 bool) []table {
 		add(&stage, chainLogDrop, []string{"-m", "limit", "--limit", "10/sec", "-j", "LOG", "--log-prefix", "tenantnet-drop: "})
 		add(&stage, chainLogDrop, []string{"-j", "DROP"})
 	}
-	filter := table{name: "filter", rules: slices.Concat(fwd, in, stage)}
+	filter := table{name: "filter", rules: slices.Concat(fwd, accepts(ts, chainAccept, outside), in, stage), unused: madeChains("filter")}
 	for _, c := range filterChains() {
 		if used[c] {
 			filter.chains = append(filter.chains, c)
@@ -195,7 +196,7 @@ func render(ts []tenant.Spec, v6 bool) []table {
 		}
 	}
 
-	nat := table{name: "nat", chains: []string{chainPost}}
+	nat := table{name: "nat", chains: []string{chainPost}, unused: madeChains("nat")}
 	mcast := "224.0.0.0/4"
 	if v6 {
 		mcast = "ff00::/8"
@@ -226,9 +227,42 @@ func render(ts []tenant.Spec, v6 bool) []table {
 	return []table{filter, nat}
 }
 
+// accepts is what tenantnet's model allows, for the end of FORWARD: the
+// refusals (TENANTNET-FORWARD) and the host's own rules have passed on it,
+// so only a FORWARD policy of DROP is left to overrule (nova's gateway
+// rules, for such hosts). Inside a tenant; into a routed tenant (what is
+// left there: replies, port mappings, tenants that may reach each other);
+// out of a routed tenant to the outside: its nat.outInterface, or without
+// one the interfaces of the host's default routes. Nothing else: a tenant
+// is never accepted into another program's network (Docker's containers,
+// which Docker protects with that very policy), whatever its routes.
+func accepts(ts []tenant.Spec, chain string, outside []string) []rule {
+	var out []rule
+	add := func(a ...[]string) { out = append(out, rule{chain, args(a...)}) }
+	for _, t := range ts {
+		add([]string{"-i", t.Bridge, "-o", t.Bridge}, tag(t.Bridge), []string{"-j", "ACCEPT"})
+	}
+	if slices.ContainsFunc(ts, func(t tenant.Spec) bool { return t.Routed }) {
+		add(dstOnly(tenant.GroupMark, tenant.GroupMarkMask|tenant.GroupNotRouted), global, []string{"-j", "ACCEPT"})
+	}
+	for _, t := range ts {
+		if !t.Routed {
+			continue
+		}
+		outs := outside
+		if t.NAT != nil && t.NAT.OutInterface != "" {
+			outs = []string{t.NAT.OutInterface}
+		}
+		for _, o := range outs {
+			add([]string{"-i", t.Bridge, "-o", o}, tag(t.Bridge), []string{"-j", "ACCEPT"})
+		}
+	}
+	return out
+}
+
 // filterChains is every filter chain tenantnet may own, in declaration order.
 func filterChains() []string {
-	cs := []string{chainForward, chainInput}
+	cs := []string{chainForward, chainAccept, chainInput}
 	for _, set := range stageSets {
 		for _, a := range tenant.DropActions {
 			cs = append(cs, stageChain(set, a))
@@ -240,7 +274,7 @@ func filterChains() []string {
 // teardown renders the removal of every tenantnet chain (the jumps into them
 // must be gone first).
 func teardown() []table {
-	return []table{{name: "filter", unused: filterChains()}, {name: "nat", unused: []string{chainPost}}}
+	return []table{{name: "filter", unused: append(filterChains(), madeChains("filter")...)}, {name: "nat", unused: append([]string{chainPost}, madeChains("nat")...)}}
 }
 
 // restoreInput formats tables for iptables-restore --noflush. A declared

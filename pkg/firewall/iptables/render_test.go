@@ -35,7 +35,7 @@ func TestRulesGrowLinearlyWithTenants(t *testing.T) {
 	var counts []int
 	for i := range 4 {
 		ts = append(ts, spec("br"+string(rune('a'+i)), "10.0."+string(rune('1'+i))+".0/24", true, true, &tenant.NAT{}))
-		counts = append(counts, count(render(ts, false)))
+		counts = append(counts, count(render(ts, false, []string{"eth0"})))
 	}
 	step := counts[1] - counts[0]
 	for i := 2; i < len(counts); i++ {
@@ -43,40 +43,61 @@ func TestRulesGrowLinearlyWithTenants(t *testing.T) {
 			t.Fatalf("rule counts %v do not grow by a constant per tenant", counts)
 		}
 	}
-	// Same-bridge accept, gateway entry, NAT exemption and masquerade.
-	if step > 4 {
+	// Inside the bridge (return, accept), its way out, gateway entry, NAT
+	// inside the subnet and masquerade.
+	if step > 6 {
 		t.Fatalf("%d rules per tenant", step)
 	}
 }
 
-// Every refusal must come before any accept in TENANTNET-FORWARD: a tenant's
-// accept placed before another tenant's isolation rule would let traffic
-// between them through.
-func TestRefusalsBeforeAccepts(t *testing.T) {
+// TENANTNET-FORWARD, first in FORWARD, only refuses: an accept there would
+// skip the host's own rules (Docker's DOCKER-USER, a policy the operator
+// set). Every accept is in TENANTNET-ACCEPT, at FORWARD's end.
+func TestForwardOnlyRefuses(t *testing.T) {
 	ts := []tenant.Spec{
 		spec("bra", "10.0.1.0/24", true, true, nil),
 		spec("brb", "10.0.2.0/24", false, true, nil),
 		spec("brc", "10.0.3.0/24", true, false, nil),
 	}
-	var fwd []rule
-	for _, r := range render(ts, false)[0].rules {
-		if r.chain == chainForward {
-			fwd = append(fwd, r)
-		}
-	}
-	lastRefusal, firstAccept := -1, len(fwd)
-	for i, r := range fwd {
+	accepts := 0
+	for _, r := range render(ts, false, []string{"eth0"})[0].rules {
 		target := r.args[len(r.args)-1]
-		sameBridge := slices.Contains(r.args, "-o") && slices.Contains(r.args, "-i")
 		switch {
-		case target == "ACCEPT" && !sameBridge:
-			firstAccept = min(firstAccept, i)
-		case target != "ACCEPT":
-			lastRefusal = i
+		case r.chain == chainForward && target == "ACCEPT":
+			t.Errorf("accept in %s: %v", chainForward, r.args)
+		case r.chain == chainAccept && target != "ACCEPT":
+			t.Errorf("%s in %s: %v", target, chainAccept, r.args)
+		case r.chain == chainAccept:
+			accepts++
 		}
 	}
-	if lastRefusal > firstAccept {
-		t.Fatalf("refusal at %d after accept at %d:\n%v", lastRefusal, firstAccept, lines(render(ts, false)))
+	if accepts == 0 {
+		t.Fatal("no accepts")
+	}
+}
+
+// A routed tenant is accepted out of its nat.outInterface, or without one
+// out of the host's default-route interfaces, and nowhere else: never into
+// another program's bridge that Docker's policy protects.
+func TestAcceptsLeaveOnlyThroughTheOutside(t *testing.T) {
+	named := spec("brn", "10.0.1.0/24", true, true, &tenant.NAT{OutInterface: "eth1"})
+	other := spec("bro", "10.0.2.0/24", true, true, nil)
+	l2 := spec("brl", "10.0.3.0/24", false, true, nil)
+	var got []string
+	for _, r := range accepts([]tenant.Spec{named, other, l2}, chainAccept, []string{"eth0", "wg0"}) {
+		got = append(got, strings.Join(r.args, " "))
+	}
+	want := []string{
+		"-i brn -o brn -m comment --comment tenantnet:brn -j ACCEPT",
+		"-i bro -o bro -m comment --comment tenantnet:bro -j ACCEPT",
+		"-i brl -o brl -m comment --comment tenantnet:brl -j ACCEPT",
+		"-m devgroup --dst-group 0x746e0000/0xffff0002 -m comment --comment tenantnet -j ACCEPT",
+		"-i brn -o eth1 -m comment --comment tenantnet:brn -j ACCEPT",
+		"-i bro -o eth0 -m comment --comment tenantnet:bro -j ACCEPT",
+		"-i bro -o wg0 -m comment --comment tenantnet:bro -j ACCEPT",
+	}
+	if !slices.Equal(got, want) {
+		t.Fatalf("got\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}
 }
 
@@ -86,14 +107,16 @@ func TestIsolationByGroup(t *testing.T) {
 		spec("open1", "10.0.2.0/24", true, false, nil),
 		spec("open2", "10.0.3.0/24", true, false, nil),
 	}
-	all := strings.Join(lines(render(ts, false)), "\n")
+	all := strings.Join(lines(render(ts, false, nil)), "\n")
 	for _, want := range []string{
 		// isolated source -> any tenant bridge
 		"filter TENANTNET-FORWARD -m devgroup --src-group 0x746e0001/0xffff000d --dst-group 0x746e0000/0xffff0000 -m comment --comment tenantnet -j DROP",
 		// open source -> isolated bridge
 		"filter TENANTNET-FORWARD -m devgroup --src-group 0x746e0000/0xffff000d --dst-group 0x746e0001/0xffff0001 -m comment --comment tenantnet -j DROP",
-		// nova's gateway rules, once for all routed tenants
-		"filter TENANTNET-FORWARD -m devgroup --src-group 0x746e0000/0xffff0002 -m comment --comment tenantnet -j ACCEPT",
+		// into a routed tenant from no tenant: replies and port mappings only
+		"filter TENANTNET-FORWARD -m devgroup ! --src-group 0x746e0000/0xffff0000 --dst-group 0x746e0000/0xffff000e -m conntrack ! --ctstate RELATED,ESTABLISHED,DNAT -m comment --comment tenantnet -j DROP",
+		// nova's gateway rules, once for all routed tenants, at FORWARD's end
+		"filter TENANTNET-ACCEPT -m devgroup --dst-group 0x746e0000/0xffff0002 -m comment --comment tenantnet -j ACCEPT",
 		"filter TENANTNET-IN-ANY-DROP -d 10.0.2.1/32 ! -i open1 -m comment --comment tenantnet:open1 -j DROP",
 		"filter TENANTNET-IN-ISO-DROP -d 10.0.1.1/32 ! -i iso -m comment --comment tenantnet:iso -j DROP",
 	} {
@@ -114,7 +137,7 @@ func TestIsolationByGroup(t *testing.T) {
 func TestNATInNovaOrder(t *testing.T) {
 	nat := &tenant.NAT{OutInterface: "eth0", SourceIP: netip.MustParseAddr("203.0.113.10"),
 		Exempt: []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8"), netip.MustParsePrefix("fd00::/8")}}
-	got := lines([]table{render([]tenant.Spec{spec("br", "172.16.0.0/24", true, true, nat)}, false)[1]})
+	got := lines([]table{render([]tenant.Spec{spec("br", "172.16.0.0/24", true, true, nat)}, false, nil)[1]})
 	want := []string{
 		"nat TENANTNET-POSTROUTING -s 172.16.0.0/24 -d 10.0.0.0/8 -m comment --comment tenantnet:br -j ACCEPT",
 		"nat TENANTNET-POSTROUTING -s 172.16.0.0/24 -d 172.16.0.0/24 -m conntrack ! --ctstate DNAT -m comment --comment tenantnet:br -j ACCEPT",
@@ -123,13 +146,13 @@ func TestNATInNovaOrder(t *testing.T) {
 	if !slices.Equal(got, want) {
 		t.Fatalf("got\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}
-	if v6 := lines([]table{render([]tenant.Spec{spec("br", "172.16.0.0/24", true, true, nat)}, true)[1]}); len(v6) != 0 {
+	if v6 := lines([]table{render([]tenant.Spec{spec("br", "172.16.0.0/24", true, true, nat)}, true, nil)[1]}); len(v6) != 0 {
 		t.Fatalf("IPv4 tenant got IPv6 NAT rules: %v", v6)
 	}
 }
 
 func TestUnusedChainsAreDeclaredAndDeleted(t *testing.T) {
-	tables := render([]tenant.Spec{spec("br", "10.0.1.0/24", true, true, nil)}, false)
+	tables := render([]tenant.Spec{spec("br", "10.0.1.0/24", true, true, nil)}, false, nil)
 	in := restoreInput(tables)
 	for _, c := range []string{"TENANTNET-IN-ISO-REJECT", "TENANTNET-LOG-DROP"} {
 		if !strings.Contains(in, ":"+c+" - [0:0]\n") || !strings.Contains(in, "-X "+c+"\n") {
@@ -140,7 +163,7 @@ func TestUnusedChainsAreDeclaredAndDeleted(t *testing.T) {
 		t.Error("used chain deleted")
 	}
 	down := restoreInput(teardown())
-	if strings.Count(down, "-X ") != len(filterChains())+1 {
+	if strings.Count(down, "-X ") != len(filterChains())+1+len(madeChains("filter"))+len(madeChains("nat")) {
 		t.Fatalf("teardown does not delete every chain:\n%s", down)
 	}
 }
@@ -148,14 +171,14 @@ func TestUnusedChainsAreDeclaredAndDeleted(t *testing.T) {
 func TestLogDropChain(t *testing.T) {
 	s := spec("br", "10.0.1.0/24", true, true, nil)
 	s.Drop = "log"
-	all := strings.Join(lines(render([]tenant.Spec{s}, false)), "\n")
+	all := strings.Join(lines(render([]tenant.Spec{s}, false, nil)), "\n")
 	harness := []string{"--src-group 0x746e0009/0xffff000d --dst-group 0x746e0000/0xffff0000 -m comment --comment tenantnet -j TENANTNET-LOG-DROP", "TENANTNET-IN-ANY-LOG -d 10.0.1.1/32", "TENANTNET-LOG-DROP -m limit --limit 10/sec -j LOG --log-prefix tenantnet-drop: "}
 	for _, w := range harness {
 		if !strings.Contains(all, w) {
 			t.Errorf("missing %q in\n%s", w, all)
 		}
 	}
-	if !strings.Contains(restoreInput(render([]tenant.Spec{s}, false)), `--log-prefix "tenantnet-drop: "`) {
+	if !strings.Contains(restoreInput(render([]tenant.Spec{s}, false, nil)), `--log-prefix "tenantnet-drop: "`) {
 		t.Error("log prefix with a space not quoted for iptables-restore")
 	}
 }

@@ -8,6 +8,7 @@ import (
 
 	"github.com/google/nftables"
 
+	"github.com/tenantnet/tenantnet/pkg/firewall/iptables"
 	"github.com/tenantnet/tenantnet/pkg/tenant"
 )
 
@@ -49,6 +50,9 @@ var table = &nftables.Table{Name: TableName, Family: nftables.TableFamilyINet}
 
 // Apply replaces the table in one transaction: add (so the delete cannot
 // fail), delete, then the whole new table. No tenants: the table is gone.
+// Then, where an iptables FORWARD chain drops by policy (Docker's), the
+// accepts there (iptables.Allow): the table has refused what it refuses by
+// then.
 func (b *Backend) Apply(ts []tenant.Spec) error {
 	c, err := b.c()
 	if err != nil {
@@ -64,7 +68,7 @@ func (b *Backend) Apply(ts []tenant.Spec) error {
 	if err := c.Flush(); err != nil {
 		return fmt.Errorf("nftables transaction: %w", err)
 	}
-	return nil
+	return iptables.Allow(ts)
 }
 
 // Present checks that the table is there and lists the bridge, in one
@@ -142,6 +146,7 @@ func (b *Backend) Check(all []tenant.Spec, t tenant.Spec) error {
 			checks = append(checks, member("natinner"+fam(sub.Addr()), slices.Concat(lo, lo), true))
 		}
 	}
+	checks = append(checks, iptables.CheckAllow(all))
 	return errors.Join(checks...)
 }
 

@@ -68,6 +68,7 @@ func makePlan(ts []tenant.Spec) plan {
 					r.exempt = append(r.exempt, e)
 				}
 			}
+			r.exempt = outermost(r.exempt)
 			if t.NAT.SourceIP.IsValid() && t.NAT.SourceIP.Is4() == s.Addr().Is4() {
 				r.snat = t.NAT.SourceIP
 			}
@@ -81,4 +82,24 @@ func makePlan(ts []tenant.Spec) plan {
 	slices.SortFunc(p.isoGW, func(a, b netip.Addr) int { return a.Compare(b) })
 	p.isoGW = slices.Compact(p.isoGW)
 	return p
+}
+
+// outermost drops every prefix that another one of ps covers (and
+// duplicates): the elements of an interval set must not overlap, and a
+// nested exemption adds nothing to the one around it.
+func outermost(ps []netip.Prefix) []netip.Prefix {
+	var out []netip.Prefix
+	for i, p := range ps {
+		covered := false
+		for j, q := range ps {
+			if i != j && q.Bits() <= p.Bits() && q.Contains(p.Addr()) && (q.Bits() < p.Bits() || j < i) {
+				covered = true
+				break
+			}
+		}
+		if !covered {
+			out = append(out, p.Masked())
+		}
+	}
+	return out
 }

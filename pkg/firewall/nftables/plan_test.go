@@ -63,3 +63,25 @@ func TestPlanNATPerSubnet(t *testing.T) {
 		t.Errorf("IPv6 rule %+v: IPv4 source address must not apply", v6)
 	}
 }
+
+// Nested and repeated exemptions become one interval each: overlapping
+// elements would make the kernel refuse the whole table.
+func TestPlanMergesNestedExemptions(t *testing.T) {
+	pfx := func(ss ...string) []netip.Prefix {
+		var out []netip.Prefix
+		for _, s := range ss {
+			out = append(out, netip.MustParsePrefix(s))
+		}
+		return out
+	}
+	nat := &tenant.NAT{Exempt: pfx("10.0.5.0/24", "10.0.0.0/8", "192.0.2.7/32", "10.0.0.0/8", "192.0.2.0/24", "fd00::/8", "fd00:1::/64")}
+	s := spec("br", "172.16.0.0/24", true, true, nat)
+	s.Subnets = append(s.Subnets, netip.MustParsePrefix("fd01::/64"))
+	p := makePlan([]tenant.Spec{s})
+	if got, want := p.nat[0].exempt, pfx("10.0.0.0/8", "192.0.2.0/24"); !slices.Equal(got, want) {
+		t.Errorf("IPv4 exemptions %v, want %v", got, want)
+	}
+	if got, want := p.nat[1].exempt, pfx("fd00::/8"); !slices.Equal(got, want) {
+		t.Errorf("IPv6 exemptions %v, want %v", got, want)
+	}
+}

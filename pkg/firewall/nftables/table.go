@@ -129,6 +129,15 @@ func describe(p plan) *desc {
 		d.rule("forward", nil, in(iif, "isolated"), in(oif, "bridges"), vmap(iif))
 		d.rule("forward", nil, in(iif, "bridges"), in(oif, "isolated"), vmap(iif))
 	}
+	// Into a tenant from anything that is not a tenant bridge (Docker's
+	// containers, other programs' networks, a LAN that routes to tenant
+	// subnets) only replies and port mappings (DNAT) pass: a new connection
+	// that was not DNATed is refused, and so are packets conntrack does not
+	// know (invalid, untracked), with the tenant's own action. Two rules, as
+	// "ct status" says nothing about a packet without a connection.
+	fromOutside := []expr.Any{&expr.Meta{Key: iif, Register: reg1}, &expr.Lookup{SourceRegister: reg1, SetName: "bridges", Invert: true}}
+	d.rule("forward", nil, fromOutside, in(oif, "bridges"), ctState(expr.CtStateBitNEW), notDNATed(), vmap(oif))
+	d.rule("forward", nil, fromOutside, in(oif, "bridges"), ctState(expr.CtStateBitINVALID|expr.CtStateBitUNTRACKED), vmap(oif))
 
 	// input: a tenant reaches its own gateway, but no other tenant's when
 	// either is isolated. iifname sits in register 1 and the address right
@@ -235,26 +244,29 @@ func (d *desc) describeNAT(p plan) {
 		daddr := &expr.Payload{DestRegister: second, Base: expr.PayloadBaseNetworkHeader, Offset: daddrOff(v4), Len: addrLen(v4)}
 		oifname := &expr.Meta{Key: expr.MetaKeyOIFNAME, Register: second}
 		notMcast := prefixMatch(v4, true, mcast(v4), true)
-		acceptV := &expr.Verdict{Kind: expr.VerdictAccept}
 		family := uint32(unix.NFPROTO_IPV4)
 		if !v4 {
 			family = unix.NFPROTO_IPV6
 		}
+		// Untranslated is a NAT decision of its own: an accept would only
+		// end this table's chain, and a MASQUERADE in another table (an
+		// iptables-nft rule of the host's) would still translate. A source
+		// NAT to the packet's own source address binds the connection as it
+		// is, and the kernel consults no further NAT chain once a
+		// connection is bound.
+		untranslated := []expr.Any{saddr,
+			&expr.NAT{Type: expr.NATTypeSourceNAT, Family: family, RegAddrMin: reg1, RegAddrMax: reg1}}
 		snatTo := func(set string, key ...expr.Any) []expr.Any {
 			return append(key, &expr.Lookup{SourceRegister: reg1, SetName: set, DestRegister: reg1, IsDestRegSet: true},
 				&expr.NAT{Type: expr.NATTypeSourceNAT, Family: family, RegAddrMin: reg1, RegAddrMax: reg1})
 		}
 		if len(exempt) > 0 {
 			d.addSet(&nftables.Set{Name: "natexempt" + f, KeyType: pair, Interval: true, Concatenation: true}, exempt)
-			d.rule("postrouting", nil, nfproto(v4), []expr.Any{saddr, daddr, &expr.Lookup{SourceRegister: reg1, SetName: "natexempt" + f}, acceptV})
+			d.rule("postrouting", nil, nfproto(v4), []expr.Any{saddr, daddr, &expr.Lookup{SourceRegister: reg1, SetName: "natexempt" + f}}, untranslated)
 		}
 		d.addSet(&nftables.Set{Name: "natinner" + f, KeyType: pair, Interval: true, Concatenation: true}, inner)
-		d.rule("postrouting", nil, nfproto(v4), []expr.Any{saddr, daddr, &expr.Lookup{SourceRegister: reg1, SetName: "natinner" + f},
-			&expr.Ct{Register: reg1, Key: expr.CtKeySTATUS},
-			&expr.Bitwise{SourceRegister: reg1, DestRegister: reg1, Len: 4,
-				Mask: binaryutil.NativeEndian.PutUint32(ipsDstNAT), Xor: binaryutil.NativeEndian.PutUint32(0)},
-			&expr.Cmp{Op: expr.CmpOpEq, Register: reg1, Data: binaryutil.NativeEndian.PutUint32(0)},
-			acceptV})
+		d.rule("postrouting", nil, nfproto(v4), []expr.Any{saddr, daddr, &expr.Lookup{SourceRegister: reg1, SetName: "natinner" + f}},
+			notDNATed(), untranslated)
 		if len(snatOut) > 0 {
 			d.addSet(&nftables.Set{Name: "natsnatout" + f, IsMap: true, KeyType: byOut, DataType: addrType, Interval: true, Concatenation: true}, snatOut)
 			d.rule("postrouting", nil, nfproto(v4), notMcast, snatTo("natsnatout"+f, saddr, oifname))
@@ -321,6 +333,26 @@ func (d *desc) submit(c *nftables.Conn) error {
 		c.AddRule(&nftables.Rule{Table: table, Chain: chains[r.chain], Exprs: r.exprs, UserData: r.ud})
 	}
 	return nil
+}
+
+// ctState matches a packet whose conntrack state is one of mask's bits.
+func ctState(mask uint32) []expr.Any {
+	return []expr.Any{
+		&expr.Ct{Register: reg1, Key: expr.CtKeySTATE},
+		&expr.Bitwise{SourceRegister: reg1, DestRegister: reg1, Len: 4,
+			Mask: binaryutil.NativeEndian.PutUint32(mask), Xor: binaryutil.NativeEndian.PutUint32(0)},
+		&expr.Cmp{Op: expr.CmpOpNeq, Register: reg1, Data: binaryutil.NativeEndian.PutUint32(0)},
+	}
+}
+
+// notDNATed matches a packet of a connection that was not DNATed.
+func notDNATed() []expr.Any {
+	return []expr.Any{
+		&expr.Ct{Register: reg1, Key: expr.CtKeySTATUS},
+		&expr.Bitwise{SourceRegister: reg1, DestRegister: reg1, Len: 4,
+			Mask: binaryutil.NativeEndian.PutUint32(ipsDstNAT), Xor: binaryutil.NativeEndian.PutUint32(0)},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: reg1, Data: binaryutil.NativeEndian.PutUint32(0)},
+	}
 }
 
 func nfproto(v4 bool) []expr.Any {
