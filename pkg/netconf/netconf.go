@@ -42,8 +42,8 @@ const (
 
 // Host access from a tenant bridge.
 const (
-	HostAccessGateway = "gateway" // only the tenant's own gateway addresses
-	HostAccessAll     = "all"     // every address of the host (the old behaviour)
+	HostAccessGateway = tenant.HostAccessGateway // only the tenant's own gateway addresses
+	HostAccessAll     = "all"                    // every address of the host (the old behaviour)
 )
 
 // Drop actions.

@@ -38,6 +38,7 @@ func desired(c *netconf.Config) *state.Tenant {
 			Drop:     c.DropAction,
 
 			PortSecurity: c.PortSecurity,
+			HostAccess:   c.HostAccess,
 		},
 		Links: state.Links{
 			Mode:          c.Mode(),

@@ -40,12 +40,13 @@ func TestAttackBroadcastMulticastLinkLocalAcrossBridges(t *testing.T) {
 }
 
 // The host takes no route, address or redirect from a tenant bridge. Port
-// security is off so the messages reach the host; the positive control
-// turns the sysctl tenantnet set back to what would accept them.
+// security is off and hostAccess "all" so the messages reach the host's
+// stack; the positive control turns the sysctl tenantnet set back to what
+// would accept them.
 func TestHostLearnsNothingFromATenantBridge(t *testing.T) {
 	t.Parallel()
 	h, _ := node(t)
-	conf := dualConf(h, "blue", "tnt-blue", 1, noPortSecurity)
+	conf := dualConf(h, "blue", "tnt-blue", 1, noPortSecurity+hostAll)
 	a, router := join(t, h, conf, "a"), join(t, h, conf, "rt")
 	for key, want := range map[string]string{
 		"net.ipv6.conf.tnt-blue.accept_ra": "0", "net.ipv6.conf.tnt-blue.accept_redirects": "0",
