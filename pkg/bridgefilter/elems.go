@@ -49,7 +49,7 @@ func tenantElems(t Tenant) []setElems {
 
 // portElems are a port's elements: its MACs, and per MAC the IPv4 and IPv6
 // sources that go with it. The container's own MAC goes with its addresses,
-// its link-local and pairs that name no MAC; a pair's MAC with the pair's
+// its link-local, :: and pairs that name no MAC; a pair's MAC with the pair's
 // address and the link-local (VRRPv3 advertises from the link-local with
 // the virtual MAC).
 func portElems(p Port) []setElems {
@@ -76,6 +76,10 @@ func portElems(p Port) []setElems {
 	if p.LinkLocal.IsValid() {
 		add(own, netip.PrefixFrom(p.LinkLocal, 128))
 	}
+	// Duplicate address detection and MLD reports before an address is
+	// ready come from ::, which no reply can reach (nor can anything
+	// pretend to be anyone with it).
+	add(own, netip.PrefixFrom(netip.IPv6Unspecified(), 128))
 	for _, pair := range p.Pairs {
 		mac := own
 		if m, err := net.ParseMAC(pair.MAC); err == nil {

@@ -216,14 +216,11 @@ func (d *desc) ports() {
 
 	d.rule(chainIP4, "", srcMAC(), payload(expr.PayloadBaseNetworkHeader, 12, 4, reg3206), lookupNot(setIP4), drop())
 
-	// ip6: neighbour advertisements only for the port's own addresses;
-	// from :: only ICMPv6 (duplicate address detection, MLD reports, router
-	// solicitations: advertisements and redirects are gone already); else
-	// the source must be the port's.
+	// ip6: neighbour advertisements only for the port's own addresses; the
+	// source must be the port's (its addresses, its link-local, and :: for
+	// duplicate address detection and MLD reports: each port's elements
+	// list :: with its own MAC, which saves a rule).
 	d.rule(chainIP6, "", icmp6Type(136, 136), srcMAC(), payload(expr.PayloadBaseTransportHeader, 8, 16, reg3206), lookupNot(setIP6), drop())
-	d.rule(chainIP6, "", payload(expr.PayloadBaseNetworkHeader, 8, 16, reg1), []expr.Any{
-		&expr.Cmp{Op: expr.CmpOpEq, Register: reg1, Data: make([]byte, 16)},
-	}, l4proto(unix.IPPROTO_ICMPV6), []expr.Any{&expr.Verdict{Kind: expr.VerdictReturn}})
 	d.rule(chainIP6, "", srcMAC(), payload(expr.PayloadBaseNetworkHeader, 8, 16, reg3206), lookupNot(setIP6), drop())
 }
 

@@ -14,8 +14,9 @@ import (
 // advertisements (which come to multicast addresses). The rest is refused
 // with the tenant's action: the host's other addresses, other tenants'
 // gateway and broadcast addresses (Linux delivers a packet for any local
-// broadcast address, whichever link it came in on), multicast. Two rules,
-// one per family, whatever the number of tenants.
+// broadcast address, whichever link it came in on), multicast. One rule for
+// both families and every tenant (an IPv4 packet's protocol is never
+// ICMPv6, so the neighbour discovery exception is IPv6's alone).
 func (d *desc) describeHostAccess(p plan) {
 	if len(p.hostonly) == 0 {
 		return
@@ -48,6 +49,5 @@ func (d *desc) describeHostAccess(p plan) {
 		&expr.Meta{Key: expr.MetaKeyIIFNAME, Register: reg1},
 		&expr.Lookup{SourceRegister: reg1, SetName: "action", IsDestRegSet: true},
 	}
-	d.rule("input", nil, nfproto(true), fromHostOnly, notLocal, action)
-	d.rule("input", nil, nfproto(false), fromHostOnly, notND, notLocal, action)
+	d.rule("input", nil, fromHostOnly, notND, notLocal, action)
 }
