@@ -6,6 +6,7 @@ import (
 	"io"
 	"slices"
 	"strconv"
+	"strings"
 
 	"github.com/containernetworking/cni/pkg/skel"
 	current "github.com/containernetworking/cni/pkg/types/100"
@@ -17,9 +18,9 @@ import (
 
 var cmdCheck = &command{
 	name:     "check",
-	operands: "[NETWORK]",
+	operands: "[NETWORK] [--repair]",
 	max:      1,
-	summary:  "CHECK of every container and each tenant's host state, naming each drift",
+	summary:  "CHECK of every container and tenant, naming each drift",
 	help: `Runs the plugin's CHECK on every container of every tenant on this host (or
 of NETWORK): the tenant's VLAN link, bridge, uplink, gateway addresses and
 firewall rules against its record, and each container's veth, interface,
@@ -119,7 +120,9 @@ func checkNetwork(k *tenantnet.Checker, n *network) (checkedView, []Problem) {
 	cv := checkedView{Network: n.Name, Bridge: n.Bridge}
 	var ps []Problem
 	drift := func(cid, ifName string, d tenantnet.Drift) {
-		ps = append(ps, Problem{Network: n.Name, Bridge: n.Bridge, ContainerID: cid, IfName: ifName, Part: d.Part, Problem: d.Err.Error(), Fix: fixFor(n, cid, d.Part)})
+		// One line: a backend's check may join several findings.
+		msg := strings.ReplaceAll(d.Err.Error(), "\n", "; ")
+		ps = append(ps, Problem{Network: n.Name, Bridge: n.Bridge, ContainerID: cid, IfName: ifName, Part: d.Part, Problem: msg, Fix: fixFor(n, cid, d.Part)})
 	}
 	if n.Conf != nil {
 		if d := tenantnet.Config(n.Record, n.Conf); d != nil {

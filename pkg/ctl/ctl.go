@@ -91,10 +91,10 @@ func usage() string {
 	var b strings.Builder
 	b.WriteString(usageHead)
 	for _, c := range commands {
-		fmt.Fprintf(&b, "  %-17s %s\n", strings.TrimSpace(c.name+" "+c.operands), c.summary)
+		fmt.Fprintf(&b, "  %-27s %s\n", strings.TrimSpace(c.name+" "+c.operands), c.summary)
 	}
-	fmt.Fprintf(&b, "  %-17s %s\n", "help [COMMAND]", "this text, or a command's")
-	fmt.Fprintf(&b, "  %-17s %s\n", "version", "tenantctl's version")
+	fmt.Fprintf(&b, "  %-27s %s\n", "help [COMMAND]", "this text, or a command's")
+	fmt.Fprintf(&b, "  %-27s %s\n", "version", "tenantctl's version")
 	b.WriteString(usageFlags)
 	return b.String()
 }
@@ -181,7 +181,7 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	if len(operands) < c.min || len(operands) > c.max {
 		want := "no argument"
 		if c.max > 0 {
-			want = c.operands
+			want, _, _ = strings.Cut(c.operands, " [--")
 		}
 		fmt.Fprintf(stderr, "tenantctl %s: takes %s, got %q\n\n%s", name, want, operands, c.usage())
 		return 2

@@ -5,7 +5,6 @@ import (
 	"io"
 	"maps"
 	"slices"
-	"strings"
 
 	"github.com/tenantnet/tenantnet/pkg/doctor"
 	"github.com/tenantnet/tenantnet/pkg/ipamconf"
@@ -14,7 +13,7 @@ import (
 
 var cmdDoctor = &command{
 	name:    "doctor",
-	summary: "can this host run tenantnet: each item ok, warning or failure, with the fix",
+	summary: "can this host run tenantnet: ok, warning or failure, with the fix",
 	help: `Whether this host can run tenantnet, item by item: the kernel's 802.1Q VLAN,
 bridge, nf_tables or iptables, br_netfilter and its bridge-nf-call-* settings;
 IP forwarding where routed tenants need it; the iptables FORWARD chains
@@ -83,11 +82,15 @@ func runDoctor(e *env, _ []string) result {
 	for _, t := range slices.Sorted(maps.Keys(trunks)) {
 		items = append(items, doctor.Trunk(t, trunks[t]))
 	}
+	stateUsers := map[string][]string{}
+	for _, n := range inv.Networks {
+		stateUsers[n.StateDir] = append(stateUsers[n.StateDir], n.Name)
+	}
 	for _, d := range inv.StateDirs {
-		items = append(items, doctor.Dir("state dir", d, true))
+		items = append(items, doctor.Dir("state dir", d, stateUsers[d], true))
 	}
 	for _, d := range slices.Sorted(maps.Keys(dataDirs)) {
-		items = append(items, doctor.Dir("data dir ("+strings.Join(dataDirs[d], ", ")+")", d, false))
+		items = append(items, doctor.Dir("data dir", d, dataDirs[d], false))
 	}
 	for _, n := range inv.Networks {
 		if c := n.Conf; c != nil && c.IPAMType == ipamconf.TypeName && c.IPAM.Etcd != nil {

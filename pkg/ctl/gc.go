@@ -17,8 +17,8 @@ import (
 
 var cmdGC = &command{
 	name:     "gc",
-	operands: "",
-	summary:  "remove the containers whose netns is gone (a runtime killed before DEL), and empty tenants",
+	operands: "[--dry-run]",
+	summary:  "collect the containers whose netns is gone, and empty tenants",
 	help: `Collects what a runtime that died between ADD and DEL left behind: every
 attachment whose netns is gone (its file removed, or no namespace any more)
 and whose host veth went with it. As a DEL would, it releases its addresses,

@@ -18,7 +18,7 @@ var cmdIPs = &command{
 	name:     "ips",
 	operands: "NETWORK",
 	min:      1, max: 1,
-	summary: "a network's reservations (address, container, node, since), free and total",
+	summary: "reservations (address, container, node, since), free and total",
 	help: `The address reservations of a network (tenantnet-ipam): address, the container
 and interface holding it, the node that made it (with ipam.etcd, every host's)
 and since when; per range the addresses handed out dynamically (rangeStart to

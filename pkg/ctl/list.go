@@ -14,7 +14,7 @@ import (
 
 var cmdList = &command{
 	name:    "list",
-	summary: "the tenants: network, bridge, mode, VLAN and trunk, subnets, gateway, firewall, containers",
+	summary: "tenants: bridge, mode, VLAN, trunk, subnets, gateway, firewall, containers",
 	help: `The tenantnet networks of this host: each tenant set up here (from the state
 dirs' records) and each network of the conf dir not set up here yet (firewall
 "(not set up)", no containers). Mode is vlan (802.1Q on the trunk), flat (the

@@ -18,7 +18,7 @@ var cmdShow = &command{
 	name:     "show",
 	operands: "NETWORK",
 	min:      1, max: 1,
-	summary: "a tenant and each container: ID, interface, addresses, MAC, host veth, netns, since",
+	summary: "a tenant and its containers: ID, addresses, MAC, veth, netns, since",
 	help: `A tenant (as set up on this host, else as its config asks) and each container
 attached to it here: container ID, interface, addresses (its reservations with
 tenantnet-ipam, else those on its interface), MAC, the host end of its veth,

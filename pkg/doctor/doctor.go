@@ -306,10 +306,16 @@ func Trunk(name string, networks []string) Item {
 	return ok(check, fmt.Sprintf("up, carrier, MTU %d (%s)", l.Attrs().MTU, who))
 }
 
-// Dir: a state or data dir can be written, tried with an unnamed file
-// that vanishes when closed (O_TMPFILE): nothing is left behind. A dir that
-// does not exist yet is tried at its nearest existing parent.
-func Dir(check, dir string, tmpfsWanted bool) Item {
+// Dir: a state or data dir (role) can be written, tried with an unnamed
+// file that vanishes when closed (O_TMPFILE): nothing is left behind. A dir
+// that does not exist yet is tried at its nearest existing parent. users
+// are the networks that keep their records there.
+func Dir(role, dir string, users []string, tmpfsWanted bool) Item {
+	check := role + " " + dir
+	who := ""
+	if len(users) > 0 {
+		who = " (network " + strings.Join(users, ", ") + ")"
+	}
 	at := dir
 	for {
 		if _, err := os.Stat(at); err == nil || filepath.Dir(at) == at {
@@ -325,19 +331,19 @@ func Dir(check, dir string, tmpfsWanted bool) Item {
 		unix.Close(fd)
 	}
 	if err != nil {
-		where := dir
+		where := ""
 		if at != dir {
-			where = fmt.Sprintf("%s (not there yet; its parent %s)", dir, at)
+			where = fmt.Sprintf(" (it is not there yet; its parent %s)", at)
 		}
-		return fail(check, fmt.Sprintf("%s cannot be written: %v", where, err),
+		return fail(check, fmt.Sprintf("cannot be written%s: %v%s: tenantnet cannot add containers", where, err, who),
 			fmt.Sprintf("make %s writable for root (a read-only or full file system, or an immutable flag: lsattr -d %s)", at, at))
 	}
 	var st unix.Statfs_t
 	if tmpfsWanted && unix.Statfs(at, &st) == nil && st.Type != unix.TMPFS_MAGIC {
-		return warn(check, dir+" is writable, but on a disk: after a reboot its records describe tenants whose links and rules are gone",
+		return warn(check, "writable, but on a disk"+who+": after a reboot its records describe tenants whose links and rules are gone",
 			"put \"stateDir\" on a tmpfs such as /run (the default /run/tenantnet)")
 	}
-	return ok(check, dir+" is writable")
+	return ok(check, "writable"+who)
 }
 
 // FirewallFacts are the host's iptables FORWARD chains (policy, Docker,
