@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/tenantnet/tenantnet/pkg/veth"
 	"github.com/tenantnet/tenantnet/test/harness"
 )
@@ -289,17 +291,38 @@ func TestCtlListShowIPs(t *testing.T) {
 	if ips.Network != "blue" || ips.Node != node || !reflect.DeepEqual(ips.Ranges, wantRange) || ips.Total != 13 || ips.Free != 11 || len(ips.Problems) != 0 {
 		t.Errorf("ips blue -o json: %+v", ips)
 	}
+	// A static address below rangeStart is reserved, but not one of the
+	// addresses handed out dynamically.
+	static := harness.NewContainer(t, "r2")
+	if _, err := h.TryAdd(n.red, static, "IP=10.1.2.5"); err != nil {
+		t.Fatal(err)
+	}
 	out, stderr, code = h.Ctl(n.confDir, "ips", "red")
 	if code != 0 || stderr != "" {
 		t.Fatalf("ips red: exit %d, stderr %q", code, stderr)
 	}
-	f = fields(t, out, n.rip[0])
-	if len(f) != 5 || f[1] != n.r[0].ID || f[2] != "eth0" || f[3] != node {
-		t.Errorf("ips red: reservation line %q", f)
+	for _, r := range []struct{ ip, id string }{{n.rip[0], n.r[0].ID}, {"10.1.2.5", static.ID}} {
+		if f := fields(t, out, r.ip); len(f) != 5 || f[1] != r.id || f[2] != "eth0" || f[3] != node {
+			t.Errorf("ips red: reservation line %q", f)
+		}
 	}
-	// rangeStart .10 to .254: 245 addresses.
+	// rangeStart .10 to .254: 245 addresses, one of them reserved.
 	mustFields(t, out, "10.1.2.0/24", "(10.1.2.10-10.1.2.254)", "10.1.2.1", "245", "1", "244")
 	harness.MustContain(t, out, "244 of 245 addresses free; this host is node "+node)
+
+	// A reservation no attachment explains is a leak, and said to be.
+	if err := os.Remove(filepath.Join(h.StateDir, "attachments", "tnt-red", static.ID+"@eth0.json")); err != nil {
+		t.Fatal(err)
+	}
+	ips = ctlIPs{}
+	if code := h.CtlJSON(n.confDir, &ips, "ips", "red"); code != 1 || len(ips.Problems) != 1 {
+		t.Fatalf("ips red with a leaked reservation: exit %d, %+v", code, ips.Problems)
+	}
+	if p := ips.Problems[0]; p != (ctlProblem{Network: "red", ContainerID: static.ID, IfName: "eth0", Part: "ipam",
+		Problem: "10.1.2.5 is reserved on this node for a container not attached here: the address leaked",
+		Fix:     "the runtime's CNI GC releases it, or a DEL for that container and interface"}) {
+		t.Errorf("ips red: problem %+v", p)
+	}
 }
 
 // check names each kind of drift, with the part and the fix, and --repair
@@ -534,8 +557,8 @@ func TestCtlDoctor(t *testing.T) {
 	if err := os.Mkdir(ro, 0o700); err != nil {
 		t.Fatal(err)
 	}
-	h.Sh(t, "chattr", "+i", ro)
-	t.Cleanup(func() { _ = exec.Command("chattr", "-i", ro).Run() })
+	immutable(t, ro, true)
+	t.Cleanup(func() { immutable(t, ro, false) })
 	harness.Conflist(t, confDir, h.Conf(`{"name":"flat","trunk":"tnt-notrunk","bridge":"tnt-flat","ipam":{"subnet":"10.1.1.0/24"}}`))
 	harness.Conflist(t, confDir, h.Conf(`{"name":"lan","trunk":"tnt-nocarrier","bridge":"tnt-lan","ipam":{"subnet":"10.1.2.0/24"}}`))
 	harness.Conflist(t, confDir, h.Conf(`{"name":"sealed","bridge":"tnt-sealed","stateDir":"`+ro+`","ipam":{"subnet":"10.1.3.0/24"}}`))
@@ -607,6 +630,31 @@ func TestCtlDoctor(t *testing.T) {
 	harness.MustContain(t, out, "failure  trunk tnt-notrunk", "warning  trunk tnt-nocarrier", "fix: check the cable and the switch port of tnt-nocarrier")
 	harness.MustContain(t, stderr, "tenantctl doctor: trunk tnt-notrunk: missing", "\n  fix: plug in or name the NIC tnt-notrunk",
 		"tenantctl doctor: state dir "+ro+": cannot be written")
+}
+
+// immutable sets or clears a directory's immutable flag (chattr +i): not
+// even root creates a file in it then. With an ioctl: the VM's busybox has
+// no chattr.
+func immutable(t *testing.T, dir string, on bool) {
+	const fsImmutableFL = 0x10 // FS_IMMUTABLE_FL, linux/fs.h
+	t.Helper()
+	f, err := os.Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	flags, err := unix.IoctlGetUint32(int(f.Fd()), unix.FS_IOC_GETFLAGS)
+	if err == nil {
+		if on {
+			flags |= fsImmutableFL
+		} else {
+			flags &^= fsImmutableFL
+		}
+		err = unix.IoctlSetPointerInt(int(f.Fd()), unix.FS_IOC_SETFLAGS, int(flags))
+	}
+	if err != nil {
+		t.Fatalf("immutable flag on %s: %v", dir, err)
+	}
 }
 
 // doctor on a Docker host reports the FORWARD policy, Docker and
