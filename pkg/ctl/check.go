@@ -122,7 +122,7 @@ func checkNetwork(k *tenantnet.Checker, n *network) (checkedView, []Problem) {
 	drift := func(cid, ifName string, d tenantnet.Drift) {
 		// One line: a backend's check may join several findings.
 		msg := strings.ReplaceAll(d.Err.Error(), "\n", "; ")
-		ps = append(ps, Problem{Network: n.Name, Bridge: n.Bridge, ContainerID: cid, IfName: ifName, Part: d.Part, Problem: msg, Fix: fixFor(n, cid, d.Part)})
+		ps = append(ps, Problem{Network: n.Name, Bridge: n.Bridge, ContainerID: cid, IfName: ifName, Part: d.Part, Problem: msg, Fix: fixFor(n, d.Part)})
 	}
 	if n.Conf != nil {
 		if d := tenantnet.Config(n.Record, n.Conf); d != nil {
@@ -175,18 +175,18 @@ func noConfig(n *network, consequence string) Problem {
 }
 
 // fixFor is what an operator does about a drift in part.
-func fixFor(n *network, cid, part string) string {
+func fixFor(n *network, part string) string {
 	switch part {
 	case tenantnet.PartConfig:
 		return "re-add the tenant's containers (DEL and ADD, e.g. restart them) to apply the new config, or restore the config they were added with"
 	case tenantnet.PartVLAN, tenantnet.PartBridge, tenantnet.PartUplink, tenantnet.PartGateway, tenantnet.PartFirewall:
 		return "tenantctl check --repair rebuilds the tenant as an ADD that finds it broken does (links, addresses, rules)"
 	case tenantnet.PartVeth, tenantnet.PartContainer:
-		return fmt.Sprintf("restart container %s: its runtime's DEL and ADD rebuild its interface, addresses and routes", cid)
+		return "restart the container: its runtime's DEL and ADD rebuild its interface, addresses and routes"
 	case tenantnet.PartNetns:
 		return "tenantctl gc removes an attachment whose netns is gone"
 	case tenantnet.PartIPAM:
-		return fmt.Sprintf("restart container %s so that ADD reserves its address again; until then another container may be given it", cid)
+		return "restart the container so that ADD reserves its address again; until then another container may be given it"
 	case tenantnet.PartNames:
 		return fmt.Sprintf("tenantctl check --repair starts the resolver and republishes the names of network %s; tenantctl doctor shows the resolver's state", n.Name)
 	}

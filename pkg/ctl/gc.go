@@ -121,7 +121,7 @@ func (r *gcResult) table(w io.Writer) {
 	}
 	tw := newTable(w, head, "NETWORK", "BRIDGE", "CONTAINER", "IFNAME", "WHY")
 	for _, s := range r.Collected {
-		row(tw, s.Kind, s.Network, s.Bridge, s.ContainerID, s.IfName, s.Reason)
+		row(tw, s.Kind, s.Network, s.Bridge, shortID(s.ContainerID), s.IfName, s.Reason)
 	}
 	tw.Flush()
 }

@@ -133,7 +133,7 @@ func (r *ipsResult) table(w io.Writer) {
 		if !rs.Since.IsZero() {
 			since = rs.Since.UTC().Format(time.RFC3339)
 		}
-		row(tw, rs.Address.String(), rs.ContainerID, rs.IfName, rs.Node, since)
+		row(tw, rs.Address.String(), shortID(rs.ContainerID), rs.IfName, rs.Node, since)
 	}
 	tw.Flush()
 	fmt.Fprintln(w)

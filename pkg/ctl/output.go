@@ -121,6 +121,16 @@ func row(tw *tabwriter.Writer, cells ...string) {
 	fmt.Fprintln(tw, strings.Join(cells, "\t"))
 }
 
+// shortID is a container ID for a table cell: the first 12 characters of
+// a runtime's 64-hex-digit ID, as docker, podman and crictl show them (-o
+// json and the problem lines keep it whole); any other ID as it is.
+func shortID(id string) string {
+	if len(id) != 64 || strings.Trim(id, "0123456789abcdef") != "" {
+		return id
+	}
+	return id[:12]
+}
+
 // list joins a list's elements for a table cell.
 func list[T fmt.Stringer](xs []T) string {
 	s := make([]string, len(xs))

@@ -187,7 +187,7 @@ func (r *showResult) table(w io.Writer) {
 		if !a.Since.IsZero() {
 			since = a.Since.UTC().Format(time.RFC3339)
 		}
-		row(tw, a.ContainerID, a.IfName, list(a.Addresses), a.MAC, a.HostVeth, ns, since)
+		row(tw, shortID(a.ContainerID), a.IfName, list(a.Addresses), a.MAC, a.HostVeth, ns, since)
 	}
 	tw.Flush()
 }

@@ -338,7 +338,7 @@ func TestCtlCheckNamesEachDrift(t *testing.T) {
 			n.h.Sh(t, "ip", "link", "del", harness.HostVeth("tnt-blue", n.b[0]))
 		}, func(n *ctlNode) []ctlProblem {
 			id, hv := n.b[0].ID, harness.HostVeth("tnt-blue", n.b[0])
-			fix := "restart container " + id + ": its runtime's DEL and ADD rebuild its interface, addresses and routes"
+			fix := "restart the container: its runtime's DEL and ADD rebuild its interface, addresses and routes"
 			return []ctlProblem{
 				{Network: "blue", Bridge: "tnt-blue", ContainerID: id, IfName: "eth0", Part: "veth", Problem: "host end of the container's veth: link " + hv + ": Link not found", Fix: fix},
 				{Network: "blue", Bridge: "tnt-blue", ContainerID: id, IfName: "eth0", Part: "container", Problem: "in the container: container interface eth0: Link not found", Fix: fix},
@@ -356,7 +356,7 @@ func TestCtlCheckNamesEachDrift(t *testing.T) {
 			id := n.b[1].ID
 			return []ctlProblem{{Network: "blue", Bridge: "tnt-blue", ContainerID: id, IfName: "eth0", Part: "ipam",
 				Problem: "IPAM tenantnet-ipam: container " + id + " (eth0) holds no address in network blue",
-				Fix:     "restart container " + id + " so that ADD reserves its address again; until then another container may be given it"}}
+				Fix:     "restart the container so that ADD reserves its address again; until then another container may be given it"}}
 		}},
 	} {
 		t.Run(c.name, func(t *testing.T) {
