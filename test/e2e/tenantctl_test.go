@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/miekg/dns"
 	"golang.org/x/sys/unix"
 
 	"github.com/tenantnet/tenantnet/pkg/veth"
@@ -445,45 +446,12 @@ func TestCtlGCAfterRuntimeKilled(t *testing.T) {
 	keeper, _ := containers(t, h, blue, "k1")
 	before := h.Snapshot(t)
 
-	// The runtime: a process holding each container's netns, with no
-	// mount of it anywhere; killed, it takes the netns with it.
 	var runtimes []*exec.Cmd
-	victim := func(conf []byte, id string) {
-		cmd := exec.Command("unshare", "--net", "sleep", "600")
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		runtimes = append(runtimes, cmd)
-		t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
-		netns := fmt.Sprintf("/proc/%d/ns/net", cmd.Process.Pid)
-		for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(10 * time.Millisecond) {
-			if me, _ := os.Readlink("/proc/self/ns/net"); func() bool { l, _ := os.Readlink(netns); return l != "" && l != me }() {
-				break
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("unshare did not make a netns")
-			}
-		}
-		if _, err := h.Exec(harness.Call{Command: "ADD", Conf: conf, ID: id, Netns: netns}); err != nil {
-			t.Fatalf("ADD %s: %v", id, err)
-		}
-	}
+	victim := func(conf []byte, id string) { runtimes = append(runtimes, runtimeADD(t, h, conf, id, "")) }
 	victim(blue, "tnt-v1")
 	victim(red, "tnt-v2")
-	for _, cmd := range runtimes {
-		if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
-			t.Fatal(err)
-		}
-		_ = cmd.Wait()
-	}
-	// The kernel takes the namespace down, and the veths with it, shortly.
-	for _, v := range []string{veth.HostName("tnt-blue", "tnt-v1", "eth0"), veth.HostName("tnt-red", "tnt-v2", "eth0")} {
-		for deadline := time.Now().Add(10 * time.Second); h.LinkExists(t, v); time.Sleep(20 * time.Millisecond) {
-			if time.Now().After(deadline) {
-				t.Fatalf("%s still there after its netns died", v)
-			}
-		}
-	}
+	kill(t, h, runtimes[0], veth.HostName("tnt-blue", "tnt-v1", "eth0"))
+	kill(t, h, runtimes[1], veth.HostName("tnt-red", "tnt-v2", "eth0"))
 	if reservations(t, h, "blue") != 2 || reservations(t, h, "red") != 1 {
 		t.Fatalf("the victims' reservations are not there to be collected")
 	}
@@ -541,6 +509,86 @@ func TestCtlGCAfterRuntimeKilled(t *testing.T) {
 		t.Errorf("check after gc: exit %d: %s", code, stderr)
 	}
 	keeper[0].MustReach(t, "10.1.1.1")
+}
+
+// runtimeADD is a runtime that holds a container's netns in a process of
+// its own, with no mount of it anywhere, and ADDs id to conf there.
+func runtimeADD(t *testing.T, h *harness.Host, conf []byte, id, cniArgs string) *exec.Cmd {
+	t.Helper()
+	cmd := exec.Command("unshare", "--net", "sleep", "600")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	netns := fmt.Sprintf("/proc/%d/ns/net", cmd.Process.Pid)
+	me, _ := os.Readlink("/proc/self/ns/net")
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		if l, _ := os.Readlink(netns); l != "" && l != me {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("unshare did not make a netns")
+		}
+	}
+	if _, err := h.Exec(harness.Call{Command: "ADD", Conf: conf, ID: id, Netns: netns, Args: cniArgs}); err != nil {
+		t.Fatalf("ADD %s: %v", id, err)
+	}
+	return cmd
+}
+
+// kill SIGKILLs a runtime: its netns dies with it, and the kernel takes the
+// container's veth (hostVeth) down shortly after. No DEL.
+func kill(t *testing.T, h *harness.Host, runtime *exec.Cmd, hostVeth string) {
+	t.Helper()
+	if err := runtime.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	_ = runtime.Wait()
+	for deadline := time.Now().Add(10 * time.Second); h.LinkExists(t, hostVeth); time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s still there after its netns died", hostVeth)
+		}
+	}
+}
+
+// With names: check names a resolver that is gone (and starts none),
+// --repair brings it back; gc removes a killed container's name.
+func TestCtlNames(t *testing.T) {
+	t.Parallel()
+	h, _, _ := namesNode(t)
+	confDir := t.TempDir()
+	blue := tenantConf(h, "blue", "tnt-blue", "10.1.1.0/24", `,"names":{}`)
+	harness.Conflist(t, confDir, blue)
+	a := harness.NewContainer(t, "a")
+	ra := mustAdd(t, h, blue, a, "K8S_POD_NAME=alpha")
+	if _, stderr, code := h.Ctl(confDir, "check"); code != 0 {
+		t.Fatalf("check: exit %d: %s", code, stderr)
+	}
+
+	killResolver(t, h)
+	var ck ctlCheck
+	if code := h.CtlJSON(confDir, &ck, "check"); code != 1 || len(ck.Problems) != 1 || ck.Problems[0].Part != "names" ||
+		!strings.Contains(ck.Problems[0].Problem, "the name resolver is not running") || !strings.Contains(ck.Problems[0].Fix, "tenantctl check --repair starts the resolver") {
+		t.Fatalf("check with the resolver dead: exit %d, %+v", code, ck)
+	}
+	if rs := h.Resolvers(); len(rs) != 0 {
+		t.Fatalf("check started a resolver: %v", rs)
+	}
+	ck = ctlCheck{}
+	if code := h.CtlJSON(confDir, &ck, "check", "--repair"); code != 0 || !ck.Tenants[0].Repaired {
+		t.Fatalf("check --repair: exit %d, %+v", code, ck)
+	}
+	mustResolve(t, a, "10.1.1.1", "alpha", dns.TypeA, harness.IP(t, ra))
+
+	rt := runtimeADD(t, h, blue, "tnt-v1", "K8S_POD_NAME=victim")
+	mustResolve(t, a, "10.1.1.1", "victim", dns.TypeA, "10.1.1.3")
+	kill(t, h, rt, veth.HostName("tnt-blue", "tnt-v1", "eth0"))
+	var g ctlGC
+	if code := h.CtlJSON(confDir, &g, "gc"); code != 0 || len(g.Collected) != 1 || g.Collected[0].ContainerID != "tnt-v1" {
+		t.Fatalf("gc: exit %d, %+v", code, g)
+	}
+	mustNotExist(t, a, "10.1.1.1", "victim")
+	mustResolve(t, a, "10.1.1.1", "alpha", dns.TypeA, harness.IP(t, ra))
 }
 
 // doctor on a host whose kernel may lack 802.1Q, with a network whose trunk

@@ -11,11 +11,12 @@ import (
 )
 
 // Ctl runs tenantctl in the host's namespace, as an operator on that host
-// would, with the networks of confDir, and returns what it printed and its
-// exit status.
+// would (through Wrap, as the plugin), with the networks of confDir, and
+// returns what it printed and its exit status.
 func (h *Host) Ctl(confDir string, args ...string) (stdout, stderr string, code int) {
 	h.T.Helper()
-	cmd := exec.Command(filepath.Join(h.BinDir, "tenantctl"), append([]string{"--conf-dir", confDir}, args...)...)
+	argv := append(append([]string{}, h.Wrap...), filepath.Join(h.BinDir, "tenantctl"), "--conf-dir", confDir)
+	cmd := exec.Command(argv[0], append(argv[1:], args...)...)
 	cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "CNI_PATH=" + h.BinDir}
 	var o, e bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &o, &e
