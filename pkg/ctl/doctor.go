@@ -76,7 +76,17 @@ func runDoctor(e *env, _ []string) result {
 		}
 	}
 	slices.Sort(used)
-	items := []doctor.Item{doctor.VLAN(vlanNets), doctor.Bridge(), doctor.Firewall(slices.Compact(used)), doctor.BrNetfilter()}
+	configured, setUp := 0, 0
+	for _, n := range inv.Networks {
+		if n.File != "" {
+			configured++
+		}
+		if n.Record != nil {
+			setUp++
+		}
+	}
+	items := []doctor.Item{doctor.Networks(e.opts.confDir, configured, setUp),
+		doctor.VLAN(vlanNets), doctor.Bridge(), doctor.Firewall(slices.Compact(used)), doctor.BrNetfilter()}
 	items = append(items, doctor.Forwarding(routed4, routed6)...)
 	items = append(items, doctor.FirewallFacts(tenants)...)
 	for _, t := range slices.Sorted(maps.Keys(trunks)) {

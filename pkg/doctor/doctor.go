@@ -221,13 +221,24 @@ func Firewall(used []string) Item {
 		}
 	}
 	if len(used) > 0 {
-		detail += "; in use: " + strings.Join(used, ", ")
+		detail += "; in use or configured: " + strings.Join(used, ", ")
 	} else if nftErr == nil {
 		detail += "; a first tenant gets nftables (auto)"
 	} else {
 		detail += "; a first tenant gets iptables (auto)"
 	}
 	return ok(check, detail)
+}
+
+// Networks: what the other items are about. None at all is most likely
+// the wrong conf dir.
+func Networks(confDir string, configured, setUp int) Item {
+	const check = "networks"
+	if configured == 0 && setUp == 0 {
+		return warn(check, "no tenantnet network in "+confDir+" and no tenant on this host: only the kernel is checked",
+			"give --conf-dir the directory the runtimes read (containerd: /etc/cni/net.d; podman: /etc/cni/net.d or its cni_config_dir)")
+	}
+	return ok(check, fmt.Sprintf("%d configured in %s, %d set up on this host", configured, confDir, setUp))
 }
 
 // BrNetfilter: with br_netfilter, frames bridged inside a tenant cross the

@@ -234,7 +234,23 @@ func TestCtlListShowIPs(t *testing.T) {
 	mustFields(t, out, "red", "tnt-red", "local", "-", "-", "10.1.2.0/24", "10.1.2.1", backend, "1")
 	mustFields(t, out, "green", "tnt-green", "local", "-", "-", "10.1.3.0/24", "-", "(not", "set", "up)", "0")
 
+	// Without the configs (a network from Multus has no file), the tenants
+	// are found through their bridges' alias, which names the state dir.
+	empty := t.TempDir()
+	l = ctlList{}
+	if code := h.CtlJSON(empty, &l, "list"); code != 0 {
+		t.Fatalf("list with an empty conf dir: exit %d: %+v", code, l.Problems)
+	}
+	bare := []ctlTenant{want[0], want[2]}
+	bare[0].Config, bare[1].Config = "", ""
+	if !reflect.DeepEqual(l.Tenants, bare) {
+		t.Errorf("list with an empty conf dir:\n got %+v\nwant %+v", l.Tenants, bare)
+	}
 	var s ctlShow
+	if code := h.CtlJSON(empty, &s, "show", "blue"); code != 0 || len(s.Attachments) != 2 || s.Attachments[0].Addresses[0] != n.bip[0] {
+		t.Errorf("show blue with an empty conf dir (addresses from the container): exit %d, %+v", code, s)
+	}
+	s = ctlShow{}
 	if code := h.CtlJSON(n.confDir, &s, "show", "blue"); code != 0 {
 		t.Fatalf("show blue: exit %d: %+v", code, s.Problems)
 	}
@@ -649,7 +665,8 @@ func TestCtlDoctor(t *testing.T) {
 	}
 	must("bridge", "ok", "Linux bridges")
 	this, _ := testBackend()
-	must("firewall", "ok", "in use: "+this)
+	must("firewall", "ok", "in use or configured: "+this)
+	must("networks", "ok", "4 configured in "+confDir+", 1 set up on this host")
 	must("IPv4 forwarding", "ok", "on")
 	must("trunk tnt-notrunk", "failure", "missing", "network flat", "correct \"trunk\" in the config of network flat")
 	must("trunk tnt-nocarrier", "warning", "no carrier", "network lan", "switch port of tnt-nocarrier")
