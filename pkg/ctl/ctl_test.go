@@ -95,3 +95,47 @@ func writeConf(t *testing.T, dir, name, body string) {
 		t.Fatal(err)
 	}
 }
+
+// The conf dir as libcni reads it: conflists and single configs, other
+// plugins' files left alone, and a broken tenantnet file, an invalid
+// tenantnet config and a network defined twice each a problem with a fix.
+func TestConfDir(t *testing.T) {
+	dir := t.TempDir()
+	state, ipam := filepath.Join(dir, "state"), filepath.Join(dir, "ipam")
+	plugin := func(extra string) string {
+		return `{"type":"tenantnet","stateDir":"` + state + `"` + extra + `,"ipam":{"type":"tenantnet-ipam","subnet":"10.1.1.0/24","dataDir":"` + ipam + `"}}`
+	}
+	writeConf(t, dir, "10-blue.conflist", `{"cniVersion":"1.0.0","name":"blue","plugins":[`+plugin(`,"bridge":"tnt-blue"`)+`,{"type":"portmap","capabilities":{"portMappings":true}}]}`)
+	writeConf(t, dir, "20-red.conf", `{"cniVersion":"0.4.0","name":"red",`+plugin(`,"bridge":"tnt-red"`)[1:])
+	writeConf(t, dir, "30-other.conflist", `{"cniVersion":"1.0.0","name":"other","plugins":[{"type":"bridge"}]}`)
+	writeConf(t, dir, "40-broken.conflist", `{"cniVersion":"1.0.0","name":"broken","plugins":[{"type":"tenantnet",}]}`)
+	writeConf(t, dir, "50-bad.conflist", `{"cniVersion":"1.0.0","name":"bad","plugins":[`+plugin(`,"bridge":"tnt-bad","vlanID":5`)+`]}`)
+	writeConf(t, dir, "60-blue-again.json", `{"cniVersion":"1.0.0","name":"blue",`+plugin(`,"bridge":"tnt-blue2"`)[1:])
+	writeConf(t, dir, "README", `not a config`)
+
+	stdout, stderr, code := run("--conf-dir", dir, "list")
+	if code != 1 {
+		t.Fatalf("list: exit %d\n%s%s", code, stdout, stderr)
+	}
+	for _, net := range []string{"blue", "red", "bad"} {
+		if !strings.Contains(stdout, "\n"+net+" ") {
+			t.Errorf("list does not show %s:\n%s", net, stdout)
+		}
+	}
+	if strings.Contains(stdout, "other") || strings.Contains(stdout, "tnt-blue2") {
+		t.Errorf("list shows another plugin's network or the second blue:\n%s", stdout)
+	}
+	for _, want := range []string{
+		"40-broken.conflist: ", "fix: fix the file: runtimes cannot load it either",
+		`network bad: config ` + filepath.Join(dir, "50-bad.conflist") + `: vlanID: unknown field; did you mean "vlan"?`,
+		"fix: fix the config: ADD fails with it (DEL and GC still work)",
+		"network blue: defined in " + filepath.Join(dir, "10-blue.conflist") + " and in " + filepath.Join(dir, "60-blue-again.json"),
+	} {
+		if !strings.Contains(stderr, want) {
+			t.Errorf("list: stderr does not say %q:\n%s", want, stderr)
+		}
+	}
+	if strings.Count(stderr, "tenantctl list: ") != 3 {
+		t.Errorf("list: want 3 problems:\n%s", stderr)
+	}
+}

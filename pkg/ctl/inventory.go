@@ -96,7 +96,9 @@ func load(confDir string, extra []string) *inventory {
 	inv.Networks = loadConfDir(confDir, inv)
 	dirs := slices.Clone(extra)
 	for _, n := range inv.Networks {
-		dirs = append(dirs, n.StateDir)
+		if n.StateDir != "" { // "": a config too broken to say
+			dirs = append(dirs, n.StateDir)
+		}
 	}
 	dirs = append(dirs, aliasStateDirs()...)
 	if len(dirs) == 0 {
@@ -149,7 +151,7 @@ func loadConfDir(dir string, inv *inventory) []*network {
 				continue
 			}
 			if other, dup := seen[list.Name]; dup {
-				inv.problem(Problem{Network: list.Name, Part: "config", Problem: fmt.Sprintf("network %s is defined in %s and in %s; runtimes use one of them", list.Name, other, f), Fix: "remove one of the two files"})
+				inv.problem(Problem{Network: list.Name, Part: "config", Problem: fmt.Sprintf("defined in %s and in %s; runtimes use one of them", other, f), Fix: "remove one of the two files"})
 				continue
 			}
 			seen[list.Name] = f
