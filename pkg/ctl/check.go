@@ -6,7 +6,6 @@ import (
 	"io"
 	"slices"
 	"strconv"
-	"strings"
 
 	"github.com/containernetworking/cni/pkg/skel"
 	current "github.com/containernetworking/cni/pkg/types/100"
@@ -120,9 +119,7 @@ func checkNetwork(k *tenantnet.Checker, n *network) (checkedView, []Problem) {
 	cv := checkedView{Network: n.Name, Bridge: n.Bridge}
 	var ps []Problem
 	drift := func(cid, ifName string, d tenantnet.Drift) {
-		// One line: a backend's check may join several findings.
-		msg := strings.ReplaceAll(d.Err.Error(), "\n", "; ")
-		ps = append(ps, Problem{Network: n.Name, Bridge: n.Bridge, ContainerID: cid, IfName: ifName, Part: d.Part, Problem: msg, Fix: fixFor(n, d.Part)})
+		ps = append(ps, Problem{Network: n.Name, Bridge: n.Bridge, ContainerID: cid, IfName: ifName, Part: d.Part, Problem: d.Err.Error(), Fix: fixFor(n, d.Part)})
 	}
 	if n.Conf != nil {
 		if d := tenantnet.Config(n.Record, n.Conf); d != nil {

@@ -68,6 +68,10 @@ func failure(part, problem, fix string) result {
 // as JSON on w, and returns the exit status.
 func emit(r result, asJSON bool, cmd string, w, errw io.Writer) int {
 	ps := r.problemList()
+	for i := range ps {
+		// One line each: an error may join several findings.
+		ps[i].Problem = strings.ReplaceAll(ps[i].Problem, "\n", "; ")
+	}
 	if asJSON {
 		if ps == nil {
 			// "problems": [] rather than null: scripts test its length.
