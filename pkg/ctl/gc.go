@@ -38,7 +38,7 @@ Example:
 	run:   runGC,
 }
 
-type sweptView struct {
+type collectedView struct {
 	Network     string `json:"network"`
 	Bridge      string `json:"bridge"`
 	Kind        string `json:"kind"` // attachment or tenant
@@ -49,13 +49,13 @@ type sweptView struct {
 
 type gcResult struct {
 	DryRun    bool        `json:"dryRun"`
-	Collected []sweptView `json:"collected"`
+	Collected []collectedView `json:"collected"`
 	problems
 }
 
 func runGC(e *env, _ []string) result {
 	inv := e.networks()
-	r := &gcResult{DryRun: e.opts.dryRun, Collected: []sweptView{}, problems: problems{inv.Problems}}
+	r := &gcResult{DryRun: e.opts.dryRun, Collected: []collectedView{}, problems: problems{inv.Problems}}
 	nl, err := netlinksafe.NewHandle(unix.NETLINK_ROUTE)
 	if err != nil {
 		return failure("gc", fmt.Sprintf("open netlink: %v", err), "run tenantctl as root in the host's network namespace")
@@ -68,8 +68,8 @@ func runGC(e *env, _ []string) result {
 		// Without the config the addresses cannot be released: such a
 		// tenant's stale attachments stay, and are said to.
 		releasable := n.Config != nil && n.Min != nil
-		sw := tenantnet.Sweep{Network: n.Min, Config: n.Config, DryRun: e.opts.dryRun}
-		sw.Stale = func(a *state.Attachment) string {
+		col := tenantnet.Collect{Network: n.Min, Config: n.Config, DryRun: e.opts.dryRun}
+		col.Stale = func(a *state.Attachment) string {
 			live, why := netnsAlive(a.Netns)
 			if live {
 				return ""
@@ -90,9 +90,9 @@ func runGC(e *env, _ []string) result {
 			}
 			return why
 		}
-		swept, err := sw.Run()
-		for _, s := range swept {
-			v := sweptView{Network: n.Name, Bridge: n.Bridge, Kind: s.Kind, ContainerID: s.ContainerID, IfName: s.IfName, Reason: s.Reason}
+		collected, err := col.Run()
+		for _, s := range collected {
+			v := collectedView{Network: n.Name, Bridge: n.Bridge, Kind: s.Kind, ContainerID: s.ContainerID, IfName: s.IfName, Reason: s.Reason}
 			r.Collected = append(r.Collected, v)
 			if e.opts.dryRun {
 				r.add(Problem{Network: n.Name, Bridge: n.Bridge, ContainerID: s.ContainerID, IfName: s.IfName, Part: "gc",
@@ -102,7 +102,7 @@ func runGC(e *env, _ []string) result {
 		if err != nil {
 			r.add(Problem{Network: n.Name, Bridge: n.Bridge, Part: "gc", Problem: err.Error(), Fix: "tenantctl gc again once the cause is fixed; tenantctl check names what is left"})
 		}
-		if releasable && n.Min.IPAMType != ipamconf.TypeName && !e.opts.dryRun && len(swept) > 0 {
+		if releasable && n.Min.IPAMType != ipamconf.TypeName && !e.opts.dryRun && len(collected) > 0 {
 			r.add(Problem{Network: n.Name, Bridge: n.Bridge, Part: "ipam", Problem: fmt.Sprintf("the collected containers' addresses stay reserved in IPAM %s", n.Min.IPAMType),
 				Fix: "the runtime's CNI GC releases them (tenantctl releases tenantnet-ipam's only)"})
 		}

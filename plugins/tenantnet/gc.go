@@ -33,7 +33,7 @@ func cmdGC(args *skel.CmdArgs) error {
 	for _, a := range gc.Valid {
 		valid[a] = true
 	}
-	_, err = Sweep{
+	_, err = Collect{
 		Network: m,
 		Config:  args.StdinData,
 		Stale: func(a *state.Attachment) string {
@@ -50,13 +50,13 @@ func cmdGC(args *skel.CmdArgs) error {
 	return err
 }
 
-// Sweep collects the attachments of one network on this host that no
+// Collect removes the attachments of one network on this host that no
 // container uses any more, with everything they hold (host veth,
 // reservation, name record, record), then the tenant itself when no
 // attachment is left: CNI GC (attachments the runtime no longer lists) and
-// tenantctl gc (attachments whose container is gone) are each a Sweep with
-// their own Stale. What a sweep must also collect for both belongs in Run.
-type Sweep struct {
+// tenantctl gc (attachments whose container is gone) are each a Collect
+// with their own Stale. What both must also collect belongs in Run.
+type Collect struct {
 	Network *netconf.Minimal
 	// Config is the network config as the plugin receives it; IPAM reads
 	// its part. A foreign IPAM's addresses are left to Also (its own GC
@@ -70,22 +70,22 @@ type Sweep struct {
 	DryRun bool
 }
 
-// Swept is one thing a sweep collected (or would, with DryRun).
-type Swept struct {
-	Kind        string // SweptAttachment or SweptTenant
+// Collected is one thing Collect removed (or would, with DryRun).
+type Collected struct {
+	Kind        string // CollectedAttachment or CollectedTenant
 	ContainerID string
 	IfName      string
 	Reason      string
 }
 
-// Kinds of Swept.
+// Kinds of Collected.
 const (
-	SweptAttachment = "attachment"
-	SweptTenant     = "tenant"
+	CollectedAttachment = "attachment"
+	CollectedTenant     = "tenant"
 )
 
 // Run collects; it goes on past a failure and returns every error.
-func (s Sweep) Run() ([]Swept, error) {
+func (s Collect) Run() ([]Collected, error) {
 	m := s.Network
 	hs, err := newHost(m.StateDir)
 	if err != nil {
@@ -96,7 +96,7 @@ func (s Sweep) Run() ([]Swept, error) {
 	if err != nil {
 		return nil, err
 	}
-	var out []Swept
+	var out []Collected
 	var errs []error
 	left := false
 	for _, a := range atts {
@@ -108,7 +108,7 @@ func (s Sweep) Run() ([]Swept, error) {
 			left = true
 			continue
 		}
-		out = append(out, Swept{Kind: SweptAttachment, ContainerID: a.ContainerID, IfName: a.IfName, Reason: why})
+		out = append(out, Collected{Kind: CollectedAttachment, ContainerID: a.ContainerID, IfName: a.IfName, Reason: why})
 		if s.DryRun {
 			continue
 		}
@@ -124,7 +124,7 @@ func (s Sweep) Run() ([]Swept, error) {
 	}
 	if s.DryRun {
 		if rec, err := hs.st.ReadTenant(m.Bridge); err == nil && rec != nil && !left {
-			out = append(out, Swept{Kind: SweptTenant, Reason: "no container left"})
+			out = append(out, Collected{Kind: CollectedTenant, Reason: "no container left"})
 		}
 		return out, nil
 	}
@@ -135,7 +135,7 @@ func (s Sweep) Run() ([]Swept, error) {
 	if err := hs.maybeTeardown(m.Bridge); err != nil {
 		errs = append(errs, err)
 	} else if now, _ := hs.st.ReadTenant(m.Bridge); had != nil && now == nil {
-		out = append(out, Swept{Kind: SweptTenant, Reason: "no container left"})
+		out = append(out, Collected{Kind: CollectedTenant, Reason: "no container left"})
 	}
 	return out, errors.Join(errs...)
 }

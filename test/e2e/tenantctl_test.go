@@ -110,7 +110,7 @@ type (
 		Tenants  []ctlChecked `json:"tenants"`
 		Problems []ctlProblem `json:"problems"`
 	}
-	ctlSwept struct {
+	ctlCollected struct {
 		Network     string `json:"network"`
 		Bridge      string `json:"bridge"`
 		Kind        string `json:"kind"`
@@ -119,9 +119,9 @@ type (
 		Reason      string `json:"reason"`
 	}
 	ctlGC struct {
-		DryRun    bool         `json:"dryRun"`
-		Collected []ctlSwept   `json:"collected"`
-		Problems  []ctlProblem `json:"problems"`
+		DryRun    bool           `json:"dryRun"`
+		Collected []ctlCollected `json:"collected"`
+		Problems  []ctlProblem   `json:"problems"`
 	}
 	ctlItem struct {
 		Check  string `json:"check"`
@@ -472,18 +472,18 @@ func TestCtlGCAfterRuntimeKilled(t *testing.T) {
 		t.Fatalf("the victims' reservations are not there to be collected")
 	}
 
-	wantSwept := []ctlSwept{
+	wantCollected := []ctlCollected{
 		{Network: "blue", Bridge: "tnt-blue", Kind: "attachment", ContainerID: "tnt-v1", IfName: "eth0", Reason: "its netns /proc/"},
 		{Network: "red", Bridge: "tnt-red", Kind: "attachment", ContainerID: "tnt-v2", IfName: "eth0", Reason: "its netns /proc/"},
 		{Network: "red", Bridge: "tnt-red", Kind: "tenant", Reason: "no container left"},
 	}
-	sameSwept := func(what string, got []ctlSwept) {
+	sameCollected := func(what string, got []ctlCollected) {
 		t.Helper()
-		if len(got) != len(wantSwept) {
-			t.Fatalf("%s: collected %+v, want %+v", what, got, wantSwept)
+		if len(got) != len(wantCollected) {
+			t.Fatalf("%s: collected %+v, want %+v", what, got, wantCollected)
 		}
 		for i, g := range got {
-			w := wantSwept[i]
+			w := wantCollected[i]
 			if !strings.HasPrefix(g.Reason, w.Reason) {
 				t.Errorf("%s: %d: reason %q, want %q...", what, i, g.Reason, w.Reason)
 			}
@@ -498,7 +498,7 @@ func TestCtlGCAfterRuntimeKilled(t *testing.T) {
 	if code := h.CtlJSON(confDir, &g, "gc", "--dry-run"); code != 1 || !g.DryRun || len(g.Problems) != 3 {
 		t.Fatalf("gc --dry-run: exit %d, %+v; want 1 and a problem per thing to collect", code, g)
 	}
-	sameSwept("gc --dry-run", g.Collected)
+	sameCollected("gc --dry-run", g.Collected)
 	h.Unchanged(t, dry, "after gc --dry-run")
 
 	out, stderr, code := h.Ctl(confDir, "gc")
