@@ -22,6 +22,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/tenantnet/tenantnet/pkg/bridgefilter"
 	"github.com/tenantnet/tenantnet/pkg/flock"
@@ -49,6 +50,18 @@ type Links struct {
 	Hairpin       bool   `json:"hairpin,omitempty"`
 	// GatewayAddrs are the bridge addresses with the subnet's length.
 	GatewayAddrs []netip.Prefix `json:"gatewayAddrs,omitempty"`
+}
+
+// Uplink is the link enslaved to the tenant's bridge: the VLAN link, the
+// trunk itself in flat mode, or none.
+func (l Links) Uplink() string {
+	switch l.Mode {
+	case "vlan":
+		return l.VLANInterface
+	case "flat":
+		return l.Trunk
+	}
+	return ""
 }
 
 // Undo is what this tenant changed on the host, so teardown gives back
@@ -86,6 +99,8 @@ type Attachment struct {
 	// whether or not the tenant has port security, so turning it on later
 	// finds every container's data.
 	Port *bridgefilter.Port `json:"port,omitempty"`
+	// Since is when ADD attached the container (tenantctl show).
+	Since time.Time `json:"since,omitzero"`
 }
 
 func (d Dir) hostLock() string { return filepath.Join(d.Root, "host.lock") }

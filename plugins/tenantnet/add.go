@@ -3,6 +3,7 @@ package tenantnet
 import (
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/containernetworking/cni/pkg/skel"
 	"github.com/containernetworking/cni/pkg/types"
@@ -64,7 +65,7 @@ func cmdAdd(args *skel.CmdArgs) (err error) {
 	// IPAM): a tenant rebuilt meanwhile knows this ADD is not a container
 	// of an older tenantnet.
 	port := portOf(c, hostName, contMAC)
-	att := &state.Attachment{Network: c.Name, ContainerID: args.ContainerID, IfName: args.IfName, Netns: args.Netns, HostVeth: hostName, Port: port}
+	att := &state.Attachment{Network: c.Name, ContainerID: args.ContainerID, IfName: args.IfName, Netns: args.Netns, HostVeth: hostName, Port: port, Since: time.Now().UTC()}
 	// ADD again without DEL: the port name is reused, its old elements go.
 	if old, err := hs.st.ReadAttachment(c.Bridge, args.ContainerID, args.IfName); err == nil && old != nil {
 		if err := hs.forgetPort(c.Bridge, old.Port); err != nil {

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"slices"
 	"strings"
 
 	"github.com/tenantnet/tenantnet/pkg/bridge"
@@ -91,7 +92,7 @@ func (hs *host) syncFilter(next, rec *state.Tenant, others []*state.Tenant) erro
 		}
 		err = hs.bf.Sync(tenants, gone, deref(ports))
 	}
-	if err == nil && rec != nil && rec.Spec.PortSecurity != next.Spec.PortSecurity {
+	if err == nil && (next.Spec.PortSecurity || rec != nil && rec.Spec.PortSecurity) {
 		err = hs.regroup(next)
 	}
 	switch {
@@ -169,8 +170,9 @@ func (hs *host) ports(t *state.Tenant) ([]*bridgefilter.Port, error) {
 }
 
 // regroup puts the ports of t's containers in or out of port security's
-// netdev group, when port security was turned on or off for a tenant that
-// has containers (their elements are in place already).
+// netdev group, where they are not: port security turned on or off for a
+// tenant that has containers, or a port an operator moved (their elements
+// are in place already). On the slow path only, one lookup per container.
 func (hs *host) regroup(t *state.Tenant) error {
 	atts, err := hs.st.Attachments(t.Spec.Bridge)
 	if err != nil {
@@ -182,8 +184,11 @@ func (hs *host) regroup(t *state.Tenant) error {
 	}
 	for _, a := range atts {
 		link, err := netlinkx.Lookup(hs.nl, a.HostVeth)
-		if err != nil || link == nil {
+		if err != nil {
 			return err
+		}
+		if link == nil || link.Attrs().Group == uint32(group) {
+			continue // gone or not made yet (a DEL or ADD under way), or in its group
 		}
 		if err := hs.nl.LinkSetGroup(link, group); err != nil {
 			return fmt.Errorf("set group of %s: %w", a.HostVeth, err)
@@ -237,9 +242,19 @@ func (hs *host) forgetPort(bridgeName string, p *bridgefilter.Port) error {
 	return errors.Join(hs.bf.DelPort(*p), bridge.Forget(hs.nl, bridgeName, p.Addrs))
 }
 
-// checkPort is CHECK's part for the bridge layer.
-func (hs *host) checkPort(all []*state.Tenant, rec *state.Tenant, att *state.Attachment) error {
-	ft := filterTenant(rec)
+// checkPort is CHECK's part for the bridge layer: the tenant's elements
+// and rules in table bridge tenantnet, and under port security the port's
+// elements and netdev group.
+func (hs *host) checkPort(bridgeName string, att *state.Attachment) error {
+	all, err := hs.st.Tenants()
+	if err != nil {
+		return err
+	}
+	rec := slices.IndexFunc(all, func(t *state.Tenant) bool { return t.Spec.Bridge == bridgeName })
+	if rec < 0 {
+		return fmt.Errorf("tenant %s is not set up on this host", bridgeName)
+	}
+	ft := filterTenant(all[rec])
 	var tenants []bridgefilter.Tenant
 	for _, t := range all {
 		tenants = append(tenants, filterTenant(t))
