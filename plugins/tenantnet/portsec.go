@@ -268,9 +268,9 @@ func (hs *host) checkPort(bridgeName string, att *state.Attachment) error {
 	if att.Port == nil {
 		return fmt.Errorf("container %s has no port-security record", att.ContainerID)
 	}
-	link, err := hs.nl.LinkByName(att.HostVeth)
-	if err != nil {
-		return fmt.Errorf("host end %s: %w", att.HostVeth, err)
+	link, err := netlinkx.Lookup(hs.nl, att.HostVeth)
+	if err != nil || link == nil {
+		return err // a missing host end is the veth's drift
 	}
 	if g := link.Attrs().Group; g != bridgefilter.PortGroup {
 		return fmt.Errorf("host end %s is in netdev group %#x, not %#x: its frames are not checked (port security)", att.HostVeth, g, bridgefilter.PortGroup)

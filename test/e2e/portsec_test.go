@@ -107,9 +107,9 @@ func l2(t *testing.T, h *harness.Host) net.HardwareAddr {
 	return h.Link(t, "tnt-blue").Attrs().HardwareAddr
 }
 
-func eventually(cond func() bool) bool { return within(2*time.Second, cond) }
+func eventually(cond func() bool) bool { return holdsWithin(2*time.Second, cond) }
 
-func within(d time.Duration, cond func() bool) bool {
+func holdsWithin(d time.Duration, cond func() bool) bool {
 	for deadline := time.Now().Add(d); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
 		if cond() {
 			return true
@@ -164,7 +164,7 @@ func TestSameTenantTrafficUnderPortSecurity(t *testing.T) {
 	c, d := join(t, h, v4, "c"), join(t, h, v4, "d")
 	// (Their link-local addresses go through duplicate address detection
 	// first: up to two seconds.)
-	if !within(5*time.Second, func() bool {
+	if !holdsWithin(5*time.Second, func() bool {
 		return c.Run(func() error { return exec.Command("ping", "-c1", "-W1", d.ll.String()+"%eth0").Run() }) == nil
 	}) {
 		t.Error("link-local IPv6 between containers of an IPv4-only tenant does not work")
