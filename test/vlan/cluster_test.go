@@ -39,10 +39,11 @@ func TestClusterThreeHostsOneConfig(t *testing.T) { clusterThreeHosts(t, "nftabl
 const (
 	clusterHosts = 3
 	perHost      = 20
-	// inFlight bounds each host's concurrent ADDs. 60 plugin processes at
-	// once on the guest's two emulated CPUs (TCG, on a shared host) get so
-	// little CPU each that some miss the client's own 2 s connect budget;
-	// 3 x 4 still races every host against the others and itself.
+	// inFlight bounds each host's concurrent ADDs (and final DELs, which
+	// reach etcd too). 60 plugin processes at once on the guest's two
+	// emulated CPUs (TCG, on a shared host) get so little CPU each that
+	// some miss the etcd client's own 2 s connect budget; 3 x 4 still
+	// races every host against the others and itself.
 	inFlight = 4
 	// etcdSlow is what "in seconds" allows a whole plugin call with etcd
 	// out of reach under emulation (the IPAM part gives up after 2 s).
@@ -135,11 +136,8 @@ func clusterThreeHosts(t *testing.T, backend string) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			slots := make(chan struct{}, inFlight)
 			errs[i] = make([]error, len(s.cs))
-			_ = each(len(s.cs), func(j int) error {
-				slots <- struct{}{}
-				defer func() { <-slots }()
+			_ = atMost(inFlight, len(s.cs), func(j int) error {
 				_, errs[i][j] = s.h.TryAdd(s.blue, s.cs[j], "")
 				return nil
 			})
@@ -402,7 +400,7 @@ func clusterThreeHosts(t *testing.T, backend string) {
 		case 2:
 			errs = append(errs, del(s.red, r2))
 		}
-		return errors.Join(append(errs, each(len(s.cs), func(j int) error { return del(s.blue, s.cs[j]) }))...)
+		return errors.Join(append(errs, atMost(inFlight, len(s.cs), func(j int) error { return del(s.blue, s.cs[j]) }))...)
 	}); err != nil {
 		t.Fatalf("final DELs: %v", err)
 	}
@@ -447,12 +445,21 @@ func plug(t *testing.T, a *harness.NS, aName string, sw *harness.NS, port, br st
 }
 
 // each runs f(0) to f(n-1) at once and joins their errors.
-func each(n int, f func(i int) error) error {
+func each(n int, f func(i int) error) error { return atMost(n, n, f) }
+
+// atMost runs f(0) to f(n-1), k at a time, and joins their errors.
+func atMost(k, n int, f func(i int) error) error {
 	errs := make([]error, n)
+	slots := make(chan struct{}, k)
 	var wg sync.WaitGroup
 	for i := range n {
 		wg.Add(1)
-		go func() { defer wg.Done(); errs[i] = f(i) }()
+		go func() {
+			defer wg.Done()
+			slots <- struct{}{}
+			defer func() { <-slots }()
+			errs[i] = f(i)
+		}()
 	}
 	wg.Wait()
 	return errors.Join(errs...)
