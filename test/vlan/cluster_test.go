@@ -10,7 +10,6 @@ import (
 	"net/netip"
 	"os"
 	"os/exec"
-	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -20,6 +19,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
 
+	"github.com/tenantnet/tenantnet/pkg/ipstore/etcdstore"
 	"github.com/tenantnet/tenantnet/test/etcdtest"
 	"github.com/tenantnet/tenantnet/test/harness"
 )
@@ -579,7 +579,7 @@ func readEtcd(t *testing.T, cl *etcdtest.Cluster, network string) etcdView {
 		}
 		switch {
 		case strings.HasPrefix(rest, "ips/"):
-			a, ok := keyAddr(rest)
+			a, ok := etcdstore.ParseAddrKey(rest)
 			var ip struct{ ContainerID, Node string }
 			if !ok || json.Unmarshal([]byte(val), &ip) != nil {
 				t.Fatalf("etcd: address key %s = %s", k, val)
@@ -610,28 +610,6 @@ func readEtcd(t *testing.T, cl *etcdtest.Cluster, network string) etcdView {
 		t.Fatalf("etcd: %d address keys, but owner records list %d addresses", len(v.held), n)
 	}
 	return v
-}
-
-// keyAddr reads the address of an ips/v4/010.001.001.005 or ips/v6/<expanded> key.
-func keyAddr(k string) (netip.Addr, bool) {
-	if s, ok := strings.CutPrefix(k, "ips/v6/"); ok {
-		a, err := netip.ParseAddr(s)
-		return a, err == nil
-	}
-	s, ok := strings.CutPrefix(k, "ips/v4/")
-	parts := strings.Split(s, ".")
-	if !ok || len(parts) != 4 {
-		return netip.Addr{}, false
-	}
-	var b [4]byte
-	for i, p := range parts {
-		n, err := strconv.Atoi(p)
-		if err != nil || n < 0 || n > 255 {
-			return netip.Addr{}, false
-		}
-		b[i] = byte(n)
-	}
-	return netip.AddrFrom4(b), true
 }
 
 func sameHolders(held, seen map[netip.Addr]string) bool {
