@@ -107,6 +107,7 @@ func render(ts []tenant.Spec, v6 bool, outside []string) []table {
 		markMask = tenant.GroupMarkMask
 		iso      = tenant.GroupIsolated
 		l2       = tenant.GroupNotRouted
+		only     = tenant.GroupHostOnly
 		act      = tenant.GroupActionMask
 	)
 	used := map[string]bool{chainForward: true, chainAccept: true, chainInput: true}
@@ -155,14 +156,16 @@ func render(ts []tenant.Spec, v6 bool, outside []string) []table {
 				[]string{"-m", "conntrack", "!", "--ctstate", "RELATED,ESTABLISHED,DNAT"}, global, []string{"-j", v})
 		}
 		// To the host: an isolated tenant reaches no other tenant's gateway,
-		// any tenant no isolated tenant's.
-		if c := stageChain("ANY", a); has(func(t tenant.Spec) bool { return withAction(t) && t.Isolated && t.Routed }) {
+		// any tenant no isolated tenant's. Host-only tenants need no list:
+		// TENANTNET-HOST refuses them every address but their own bridge's.
+		open := func(t tenant.Spec) bool { return withAction(t) && t.Routed && !t.HostOnly() }
+		if c := stageChain("ANY", a); has(func(t tenant.Spec) bool { return open(t) && t.Isolated }) {
 			used[c] = true
-			add(&in, chainInput, src(mark|iso|bits, markMask|iso|l2|act), global, []string{"-j", c})
+			add(&in, chainInput, src(mark|iso|bits, markMask|iso|l2|only|act), global, []string{"-j", c})
 		}
-		if c := stageChain("ISO", a); anyIsolated && has(func(t tenant.Spec) bool { return withAction(t) && !t.Isolated && t.Routed }) {
+		if c := stageChain("ISO", a); anyIsolated && has(func(t tenant.Spec) bool { return open(t) && !t.Isolated }) {
 			used[c] = true
-			add(&in, chainInput, src(mark|bits, markMask|iso|l2|act), global, []string{"-j", c})
+			add(&in, chainInput, src(mark|bits, markMask|iso|l2|only|act), global, []string{"-j", c})
 		}
 	}
 	for _, set := range stageSets {
@@ -234,31 +237,42 @@ func render(ts []tenant.Spec, v6 bool, outside []string) []table {
 // accepts is what tenantnet's model allows, for the end of FORWARD: the
 // refusals (TENANTNET-FORWARD) and the host's own rules have passed on it,
 // so only a FORWARD policy of DROP is left to overrule (nova's gateway
-// rules, for such hosts). Inside a tenant; into a routed tenant (what is
-// left there: replies, port mappings, tenants that may reach each other);
-// out of a routed tenant to the outside: its nat.outInterface, or without
-// one the interfaces of the host's default routes. Nothing else: a tenant
-// is never accepted into another program's network (Docker's containers,
-// which Docker protects with that very policy), whatever its routes.
+// rules, for such hosts). Inside a switched-only tenant; into a routed
+// tenant (what is left there: replies, port mappings, tenants that may
+// reach each other, and traffic inside it); out of a routed tenant to the
+// outside: its nat.outInterface, or without one the interfaces of the
+// host's default routes. Nothing else: a tenant is never accepted into
+// another program's network (Docker's containers, which Docker protects
+// with that very policy), whatever its routes. Only tenants with their own
+// nat.outInterface cost rules of their own here (two: out, and no
+// further); the rest is a rule per outside interface for all of them.
 func accepts(ts []tenant.Spec, chain string, outside []string) []rule {
+	const routed = tenant.GroupMarkMask | tenant.GroupNotRouted
 	var out []rule
 	add := func(a ...[]string) { out = append(out, rule{chain, args(a...)}) }
 	for _, t := range ts {
-		add([]string{"-i", t.Bridge, "-o", t.Bridge}, tag(t.Bridge), []string{"-j", "ACCEPT"})
-	}
-	if slices.ContainsFunc(ts, func(t tenant.Spec) bool { return t.Routed }) {
-		add(dstOnly(tenant.GroupMark, tenant.GroupMarkMask|tenant.GroupNotRouted), global, []string{"-j", "ACCEPT"})
-	}
-	for _, t := range ts {
 		if !t.Routed {
-			continue
+			add([]string{"-i", t.Bridge, "-o", t.Bridge}, tag(t.Bridge), []string{"-j", "ACCEPT"})
 		}
-		outs := outside
-		if t.NAT != nil && t.NAT.OutInterface != "" {
-			outs = []string{t.NAT.OutInterface}
+	}
+	if !slices.ContainsFunc(ts, func(t tenant.Spec) bool { return t.Routed }) {
+		return out
+	}
+	add(dstOnly(tenant.GroupMark, routed), global, []string{"-j", "ACCEPT"})
+	shared := false
+	for _, t := range ts {
+		switch {
+		case !t.Routed:
+		case t.NAT != nil && t.NAT.OutInterface != "":
+			add([]string{"-i", t.Bridge, "-o", t.NAT.OutInterface}, tag(t.Bridge), []string{"-j", "ACCEPT"})
+			add([]string{"-i", t.Bridge}, tag(t.Bridge), []string{"-j", "RETURN"})
+		default:
+			shared = true
 		}
-		for _, o := range outs {
-			add([]string{"-i", t.Bridge, "-o", o}, tag(t.Bridge), []string{"-j", "ACCEPT"})
+	}
+	if shared {
+		for _, o := range outside {
+			add(src(tenant.GroupMark, routed), []string{"-o", o}, global, []string{"-j", "ACCEPT"})
 		}
 	}
 	return out
