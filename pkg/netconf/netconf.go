@@ -72,6 +72,10 @@ type Config struct {
 	DNS      types.DNS
 	// Names is nil unless the network sets `names`.
 	Names *names.Request
+	// nova's remaining features (nova.go): nil or empty unless set.
+	Floating *tenant.Floating
+	Metadata *tenant.Metadata
+	Forward  []string
 
 	Requests *rtargs.Requests
 
@@ -127,6 +131,9 @@ type rawConf struct {
 	StateDir        string          `json:"stateDir"`
 	Names           json.RawMessage `json:"names"`
 	AdoptBridge     bool            `json:"adoptBridge"`
+	FloatingIPs     json.RawMessage `json:"floatingIPs"`
+	Metadata        json.RawMessage `json:"metadata"`
+	Forward         json.RawMessage `json:"forwardInterfaces"`
 }
 
 // topKeys are every key a tenantnet config may carry: ours and those the CNI
@@ -136,6 +143,7 @@ var topKeys = []string{
 	"prevResult", "cni.dev/valid-attachments",
 	"vlan", "trunk", "bridge", "vlanInterface", "vlanMac", "mtu", "gateway", "nat", "isolation",
 	"firewallBackend", "dropAction", "hairpinMode", "stateDir", "names", "adoptBridge",
+	"floatingIPs", "metadata", "forwardInterfaces",
 }
 
 var natKeys = []string{"outInterface", "sourceIP", "exempt"}
@@ -259,6 +267,9 @@ func Parse(stdin []byte, cniArgs string) (*Config, error) {
 	if err := c.parseNAT(r.NAT); err != nil {
 		return nil, err
 	}
+	if err := c.parseNova(&r); err != nil {
+		return nil, err
+	}
 	if c.MTU != 0 && c.MTU < 1280 {
 		for _, rg := range c.IPAM.Ranges {
 			if !rg.Subnet.Addr().Is4() {
@@ -272,6 +283,9 @@ func Parse(stdin []byte, cniArgs string) (*Config, error) {
 		return nil, err
 	}
 	if err := c.IPAM.CheckRequests(reqs.IPs); err != nil {
+		return nil, err
+	}
+	if err := c.checkFloating(reqs); err != nil {
 		return nil, err
 	}
 	c.Requests = reqs

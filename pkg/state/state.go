@@ -79,6 +79,10 @@ type Attachment struct {
 	IfName      string `json:"ifname"`
 	Netns       string `json:"netns,omitempty"`
 	HostVeth    string `json:"hostVeth"`
+	// Floating is the floating IP the attachment holds, recorded before
+	// the address goes on the host's interface, so that DEL, GC and an
+	// ADD's undo find it.
+	Floating *tenant.Float `json:"floating,omitempty"`
 }
 
 func (d Dir) hostLock() string { return filepath.Join(d.Root, "host.lock") }

@@ -107,6 +107,9 @@ func cmdCheck(args *skel.CmdArgs) error {
 	if err := bridge.CheckPort(hs.nl, hostVeth(c.Bridge, args.ContainerID, args.IfName, att), c.Bridge); err != nil {
 		return fmt.Errorf("host end of the container's veth: %w", err)
 	}
+	if err := hs.floatCheck(c, att); err != nil {
+		return err
+	}
 
 	cont, err := ns.GetNS(args.Netns)
 	if err != nil {

@@ -27,6 +27,13 @@ func cmdDel(args *skel.CmdArgs) error {
 	}
 	defer hs.close()
 	att, _ := hs.st.ReadAttachment(m.Bridge, args.ContainerID, args.IfName)
+	if att != nil {
+		// The floating IP first: nothing is translated to the fixed
+		// address once IPAM may hand it out again.
+		if err := hs.floatRelease(m.Bridge, args.ContainerID, args.IfName, att.Floating); err != nil {
+			return err
+		}
+	}
 	// Unregistering a veth waits on the kernel (an RCU grace period, ~15 ms
 	// here): release the addresses meanwhile (IPAM uses no netlink).
 	gone := make(chan error, 1)

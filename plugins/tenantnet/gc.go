@@ -44,6 +44,10 @@ func cmdGC(args *skel.CmdArgs) error {
 		if a.Network != m.Name || valid[types.GCAttachment{ContainerID: a.ContainerID, IfName: a.IfName}] {
 			continue
 		}
+		if err := hs.floatRelease(m.Bridge, a.ContainerID, a.IfName, a.Floating); err != nil {
+			errs = append(errs, err)
+			continue
+		}
 		if err := deleteHostVeth(hs, m.Bridge, a.ContainerID, a.IfName, a); err != nil {
 			errs = append(errs, err)
 			continue

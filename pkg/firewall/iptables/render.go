@@ -29,6 +29,11 @@ const (
 	chainInput   = "TENANTNET-INPUT"
 	chainPost    = "TENANTNET-POSTROUTING"
 	chainLogDrop = "TENANTNET-LOG-DROP"
+	// IPv4 only: floating IPs and the metadata service (nova.go).
+	chainPre       = "TENANTNET-PREROUTING"
+	chainOut       = "TENANTNET-OUTPUT"
+	chainFloats    = "TENANTNET-FLOATS"
+	chainFloatSNAT = "TENANTNET-FLOAT-SNAT"
 )
 
 type rule struct {
@@ -187,7 +192,8 @@ func render(ts []tenant.Spec, v6 bool, outside []string) []table {
 		add(&stage, chainLogDrop, []string{"-m", "limit", "--limit", "10/sec", "-j", "LOG", "--log-prefix", "tenantnet-drop: "})
 		add(&stage, chainLogDrop, []string{"-j", "DROP"})
 	}
-	filter := table{name: "filter", rules: slices.Concat(fwd, accepts(ts, chainAccept, outside), in, stage), unused: madeChains("filter")}
+	novaFwd, only := novaFilter(ts, v6)
+	filter := table{name: "filter", rules: slices.Concat(fwd, novaFwd, accepts(ts, chainAccept, outside, v6), in, stage, only), unused: madeChains("filter", v6)}
 	for _, c := range filterChains() {
 		if used[c] {
 			filter.chains = append(filter.chains, c)
@@ -195,24 +201,39 @@ func render(ts []tenant.Spec, v6 bool, outside []string) []table {
 			filter.unused = append(filter.unused, c)
 		}
 	}
+	filter.chains = append(filter.chains, onlyChains(ts)...)
 
-	nat := table{name: "nat", chains: []string{chainPost}, unused: madeChains("nat")}
+	nat := table{name: "nat", chains: []string{chainPost}, unused: madeChains("nat", v6)}
 	mcast := "224.0.0.0/4"
 	if v6 {
 		mcast = "ff00::/8"
 	}
 	for _, t := range ts {
-		if t.NAT == nil {
+		if t.NAT == nil && !floating(t) && t.Metadata == nil {
 			continue
+		}
+		var exempt []netip.Prefix
+		if t.NAT != nil {
+			exempt = t.NAT.Exempt
+		}
+		if t.Metadata != nil {
+			// nova's metadata exemption: the server sees the fixed IP.
+			exempt = append(slices.Clone(exempt), netip.PrefixFrom(t.Metadata.Addr, 32))
 		}
 		for _, s := range prefixes(t.Subnets, v6) {
 			src := []string{"-s", s.String()}
-			for _, e := range prefixes(t.NAT.Exempt, v6) {
+			for _, e := range prefixes(exempt, v6) {
 				add(&nat.rules, chainPost, src, []string{"-d", e.String()}, tag(t.Bridge), []string{"-j", "ACCEPT"})
 			}
 			// Inside the tenant nothing is translated, unless it was DNATed
 			// (a hairpinned port mapping): nova's "! --ctstate DNAT".
 			add(&nat.rules, chainPost, src, []string{"-d", s.String(), "-m", "conntrack", "!", "--ctstate", "DNAT"}, tag(t.Bridge), []string{"-j", "ACCEPT"})
+			if floating(t) && !v6 {
+				add(&nat.rules, chainPost, src, tag(t.Bridge), []string{"-j", chainFloatSNAT})
+			}
+			if t.NAT == nil {
+				continue
+			}
 			var out []string
 			if t.NAT.OutInterface != "" {
 				out = []string{"-o", t.NAT.OutInterface}
@@ -223,6 +244,9 @@ func render(ts []tenant.Spec, v6 bool, outside []string) []table {
 			}
 			add(&nat.rules, chainPost, src, out, []string{"!", "-d", mcast}, tag(t.Bridge), target)
 		}
+	}
+	if !v6 {
+		novaNAT(ts, &nat)
 	}
 	return []table{filter, nat}
 }
@@ -236,7 +260,7 @@ func render(ts []tenant.Spec, v6 bool, outside []string) []table {
 // one the interfaces of the host's default routes. Nothing else: a tenant
 // is never accepted into another program's network (Docker's containers,
 // which Docker protects with that very policy), whatever its routes.
-func accepts(ts []tenant.Spec, chain string, outside []string) []rule {
+func accepts(ts []tenant.Spec, chain string, outside []string, v6 bool) []rule {
 	var out []rule
 	add := func(a ...[]string) { out = append(out, rule{chain, args(a...)}) }
 	for _, t := range ts {
@@ -249,12 +273,12 @@ func accepts(ts []tenant.Spec, chain string, outside []string) []rule {
 		if !t.Routed {
 			continue
 		}
-		outs := outside
-		if t.NAT != nil && t.NAT.OutInterface != "" {
-			outs = []string{t.NAT.OutInterface}
-		}
-		for _, o := range outs {
+		for _, o := range waysOut(t, outside) {
 			add([]string{"-i", t.Bridge, "-o", o}, tag(t.Bridge), []string{"-j", "ACCEPT"})
+		}
+		if m := t.Metadata; m != nil && !v6 {
+			// To a metadata server the host routes to, wherever it is.
+			add([]string{"-i", t.Bridge, "-p", "tcp", "-d", host(m.Addr), "--dport", fmt.Sprint(m.Port), "-m", "conntrack", "--ctstate", "DNAT"}, tag(t.Bridge), []string{"-j", "ACCEPT"})
 		}
 	}
 	return out
@@ -273,8 +297,12 @@ func filterChains() []string {
 
 // teardown renders the removal of every tenantnet chain (the jumps into them
 // must be gone first).
-func teardown() []table {
-	return []table{{name: "filter", unused: append(filterChains(), madeChains("filter")...)}, {name: "nat", unused: append([]string{chainPost}, madeChains("nat")...)}}
+func teardown(v6 bool, stale []string) []table {
+	nat := []string{chainPost}
+	if !v6 {
+		nat = append(nat, chainPre, chainOut, chainFloats, chainFloatSNAT)
+	}
+	return []table{{name: "filter", unused: slices.Concat(filterChains(), stale, madeChains("filter", v6))}, {name: "nat", unused: append(nat, madeChains("nat", v6)...)}}
 }
 
 // restoreInput formats tables for iptables-restore --noflush. A declared

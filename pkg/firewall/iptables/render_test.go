@@ -84,7 +84,7 @@ func TestAcceptsLeaveOnlyThroughTheOutside(t *testing.T) {
 	other := spec("bro", "10.0.2.0/24", true, true, nil)
 	l2 := spec("brl", "10.0.3.0/24", false, true, nil)
 	var got []string
-	for _, r := range accepts([]tenant.Spec{named, other, l2}, chainAccept, []string{"eth0", "wg0"}) {
+	for _, r := range accepts([]tenant.Spec{named, other, l2}, chainAccept, []string{"eth0", "wg0"}, false) {
 		got = append(got, strings.Join(r.args, " "))
 	}
 	want := []string{
@@ -162,8 +162,8 @@ func TestUnusedChainsAreDeclaredAndDeleted(t *testing.T) {
 	if strings.Contains(in, "-X TENANTNET-IN-ANY-DROP") {
 		t.Error("used chain deleted")
 	}
-	down := restoreInput(teardown())
-	if strings.Count(down, "-X ") != len(filterChains())+1+len(madeChains("filter"))+len(madeChains("nat")) {
+	down := restoreInput(teardown(false, []string{"TENANTNET-FI-br"}))
+	if strings.Count(down, "-X ") != len(filterChains())+1+1+4+len(madeChains("filter", false))+len(madeChains("nat", false)) {
 		t.Fatalf("teardown does not delete every chain:\n%s", down)
 	}
 }

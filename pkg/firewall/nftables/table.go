@@ -189,6 +189,7 @@ func describe(p plan) *desc {
 			&expr.Verdict{Kind: expr.VerdictDrop},
 		})
 	}
+	d.describeNova(p)
 	d.describeNAT(p)
 	return d
 }
@@ -216,6 +217,9 @@ func (d *desc) describeNAT(p plan) {
 				exempt = append(exempt, nftables.SetElement{Key: slices.Concat(lo, elo), KeyEnd: slices.Concat(hi, ehi)})
 			}
 			inner = append(inner, nftables.SetElement{Key: slices.Concat(lo, lo), KeyEnd: slices.Concat(hi, hi)})
+			if !r.translate {
+				continue
+			}
 			var val []byte
 			if r.snat.IsValid() {
 				val = r.snat.AsSlice()
@@ -267,6 +271,9 @@ func (d *desc) describeNAT(p plan) {
 		d.addSet(&nftables.Set{Name: "natinner" + f, KeyType: pair, Interval: true, Concatenation: true}, inner)
 		d.rule("postrouting", nil, nfproto(v4), []expr.Any{saddr, daddr, &expr.Lookup{SourceRegister: reg1, SetName: "natinner" + f}},
 			notDNATed(), untranslated)
+		if v4 && p.floating {
+			d.describeFloatSNAT(saddr, daddr, oifname)
+		}
 		if len(snatOut) > 0 {
 			d.addSet(&nftables.Set{Name: "natsnatout" + f, IsMap: true, KeyType: byOut, DataType: addrType, Interval: true, Concatenation: true}, snatOut)
 			d.rule("postrouting", nil, nfproto(v4), notMcast, snatTo("natsnatout"+f, saddr, oifname))
