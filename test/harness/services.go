@@ -137,3 +137,62 @@ func (n *NS) Conntrack(t testing.TB, addr string) []string {
 	})
 	return out
 }
+
+// Sink counts the UDP datagrams that reach an address inside a namespace:
+// one-way traffic, which no reply of the other direction can make or mar.
+type Sink struct{ got chan string }
+
+// SinkUDP listens on addr (host:port) inside n until the test ends.
+func (n *NS) SinkUDP(t testing.TB, addr string) *Sink {
+	t.Helper()
+	var c net.PacketConn
+	n.Do(t, func() error {
+		var err error
+		c, err = net.ListenPacket("udp4", addr)
+		return err
+	})
+	t.Cleanup(func() { c.Close() })
+	s := &Sink{got: make(chan string, 64)}
+	go func() {
+		buf := make([]byte, 1500)
+		for {
+			nr, _, err := c.ReadFrom(buf)
+			if err != nil {
+				return
+			}
+			select {
+			case s.got <- string(buf[:nr]):
+			default:
+			}
+		}
+	}()
+	return s
+}
+
+// Received reports whether msg arrived within timeout.
+func (s *Sink) Received(msg string, timeout time.Duration) bool {
+	deadline := time.After(timeout)
+	for {
+		select {
+		case m := <-s.got:
+			if m == msg {
+				return true
+			}
+		case <-deadline:
+			return false
+		}
+	}
+}
+
+// SendUDP sends one datagram with msg from inside n to addr.
+func (n *NS) SendUDP(addr, msg string) error {
+	return n.Run(func() error {
+		c, err := net.Dial("udp4", addr)
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		_, err = c.Write([]byte(msg))
+		return err
+	})
+}
