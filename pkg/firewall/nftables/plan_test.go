@@ -85,3 +85,61 @@ func TestPlanMergesNestedExemptions(t *testing.T) {
 		t.Errorf("IPv6 exemptions %v, want %v", got, want)
 	}
 }
+
+func floats(bridge string, n int) []tenant.Float {
+	var out []tenant.Float
+	for i := range n {
+		out = append(out, tenant.Float{Addr: netip.AddrFrom4([4]byte{203, 0, 113, byte(i + 1)}),
+			Fixed: netip.AddrFrom4([4]byte{10, 0, 1, byte(i + 10)}), Interface: "eth0", Bridge: bridge})
+	}
+	return out
+}
+
+func elements(d *desc, set string) int {
+	for _, s := range d.sets {
+		if s.set.Name == set {
+			return len(s.elems)
+		}
+	}
+	return -1
+}
+
+// A floating IP is map elements, never a rule: 3 per address (DNAT, SNAT
+// out of the public interface and back into the bridge). Metadata and the
+// allow-list are elements too.
+func TestFloatsAreElementsNotRules(t *testing.T) {
+	base := spec("br1", "10.0.1.0/24", true, true, &tenant.NAT{OutInterface: "eth0"})
+	base.Floating = &tenant.Floating{Interface: "eth0"}
+	base.Metadata = &tenant.Metadata{Addr: netip.MustParseAddr("192.0.2.10"), Port: 8775}
+	base.Forward = []string{"eth0"}
+	other := spec("br2", "10.0.2.0/24", true, true, nil)
+	other.Metadata, other.Forward = base.Metadata, []string{"eth0", "eth1"}
+	var rules []int
+	for _, n := range []int{0, 1, 40} {
+		s := base
+		s.Floats = floats("br1", n)
+		d := describe(makePlan([]tenant.Spec{s, other}))
+		rules = append(rules, len(d.rules))
+		if got := elements(d, "floatdnat") + elements(d, "floatsnat"); got != 3*n {
+			t.Fatalf("%d floating IPs: %d map elements, want %d", n, got, 3*n)
+		}
+		if elements(d, "metadata") != 2 || elements(d, "fwallow") != 3 || elements(d, "fwlimited") != 2 {
+			t.Fatalf("metadata %d, fwallow %d, fwlimited %d elements; want 2, 3, 2", elements(d, "metadata"), elements(d, "fwallow"), elements(d, "fwlimited"))
+		}
+	}
+	if rules[0] != rules[1] || rules[1] != rules[2] {
+		t.Fatalf("rule counts %v for 0, 1 and 40 floating IPs", rules)
+	}
+	// A tenant without floating IPs, metadata or allow-list adds none of it.
+	d := describe(makePlan([]tenant.Spec{spec("br3", "10.0.3.0/24", true, true, nil)}))
+	for _, set := range []string{"floatdnat", "floatsnat", "metadata", "fwallow", "fwlimited"} {
+		if elements(d, set) != -1 {
+			t.Errorf("set %s exists without the feature", set)
+		}
+	}
+	for _, ch := range d.chains {
+		if ch.Name == "prerouting" || ch.Name == "output" {
+			t.Errorf("chain %s exists without floating IPs or metadata", ch.Name)
+		}
+	}
+}
