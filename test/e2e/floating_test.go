@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -192,4 +193,59 @@ func prefixes[T interface{ String() string }](ps []T) string {
 		s = append(s, p.String())
 	}
 	return strings.Join(s, " ")
+}
+
+// CHECK names a floating IP's missing address and rules, an ADD again
+// repairs them, and GC releases the floating IP of a container the runtime
+// forgot.
+func TestFloatingIPCheckAndGC(t *testing.T) {
+	t.Parallel()
+	h, out := node(t)
+	conf := tenantConf(h, "blue", "tnt-blue", "10.1.1.0/24", `,"cniVersion":"1.1.0","floatingIPs":{"interface":"eth0","pool":["`+floatPool+`"]}`)
+	before := h.Snapshot(t)
+	c := harness.NewContainer(t, "c1")
+	res, err := h.TryAdd(conf, c, "FLOATING_IP="+float1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := h.Check(conf, c, res); err != nil {
+		t.Fatalf("CHECK of an intact floating IP: %v", err)
+	}
+	h.Sh(t, "ip", "addr", "del", float1+"/32", "dev", "eth0")
+	if err := h.Check(conf, c, res); err == nil || !strings.Contains(err.Error(), "floating IP "+float1+" is not on eth0") {
+		t.Fatalf("CHECK with the address gone: %v", err)
+	}
+	if _, err := h.TryAdd(conf, c, "FLOATING_IP="+float1); err != nil {
+		t.Fatalf("ADD again: %v", err)
+	}
+	if os.Getenv("TENANTNET_TEST_BACKEND") == "iptables" {
+		h.Sh(t, "iptables", "-t", "nat", "-F", "TENANTNET-FLOATS")
+	} else {
+		h.Sh(t, "nft", "delete", "element", "inet", "tenantnet", "floatdnat", "{", float1, "}")
+	}
+	if err := h.Check(conf, c, res); err == nil || !strings.Contains(err.Error(), float1) {
+		t.Fatalf("CHECK with the DNAT gone: %v", err)
+	}
+	if _, err := h.TryAdd(conf, c, "FLOATING_IP="+float1); err != nil {
+		t.Fatalf("ADD again: %v", err)
+	}
+	if err := h.Check(conf, c, res); err != nil {
+		t.Fatalf("CHECK after the repair: %v", err)
+	}
+	out.MustReach(t, float1)
+	// ADD again without the request gives the floating IP up.
+	if _, err := h.TryAdd(conf, c, ""); err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(h.Ruleset(t), float1) || strings.Contains(prefixes(h.Addrs(t, "eth0")), float1) {
+		t.Fatal("ADD again without FLOATING_IP kept the floating IP")
+	}
+	if _, err := h.TryAdd(conf, c, "FLOATING_IP="+float1); err != nil {
+		t.Fatal(err)
+	}
+	// GC: the runtime knows no container any more.
+	if _, err := h.Exec(harness.Call{Command: "GC", Conf: gcConf(t, conf)}); err != nil {
+		t.Fatalf("GC: %v", err)
+	}
+	h.Unchanged(t, before, "after GC")
 }
