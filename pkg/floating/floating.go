@@ -23,6 +23,7 @@ import (
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 
+	"github.com/tenantnet/tenantnet/pkg/cnierr"
 	"github.com/tenantnet/tenantnet/pkg/fsx"
 	"github.com/tenantnet/tenantnet/pkg/garp"
 	"github.com/tenantnet/tenantnet/pkg/ipx"
@@ -126,12 +127,15 @@ func HeldByHost(h netlinksafe.Handle, a netip.Addr) (string, error) {
 	return "", nil
 }
 
-// Add puts a/32 on the interface and announces it. added is false when it
-// was there already.
+// Add puts a/32 on the interface and announces it with a gratuitous ARP,
+// so that neighbours forget where the address was before (another host,
+// or this one's old container): best effort, a lost announcement only
+// delays their learning. added is false when the address was there
+// already.
 func Add(h netlinksafe.Handle, iface string, a netip.Addr) (added bool, err error) {
 	l, err := h.LinkByName(iface)
 	if err != nil {
-		return false, fmt.Errorf("floating IP interface %s: %w", iface, err)
+		return false, cnierr.Config("floatingIPs.interface", "link %q does not exist on this host: %v", iface, err)
 	}
 	ipn := ipx.IPNet(netip.PrefixFrom(a, a.BitLen()))
 	switch err := h.AddrAdd(l, &netlink.Addr{IPNet: &ipn}); {
@@ -141,9 +145,6 @@ func Add(h netlinksafe.Handle, iface string, a netip.Addr) (added bool, err erro
 	default:
 		added = true
 	}
-	// Neighbours forget where the address was before (another host,
-	// another container's host). Best effort: a lost announcement only
-	// delays their learning.
 	_ = garp.Send(l.Attrs().Index, l.Attrs().HardwareAddr, a)
 	return added, nil
 }

@@ -1,6 +1,7 @@
 package tenantnet
 
 import (
+	"errors"
 	"fmt"
 
 	"github.com/containernetworking/cni/pkg/skel"
@@ -12,10 +13,10 @@ import (
 
 // cmdDel removes an attachment. It needs neither the netns (containerd's
 // second DEL has none) nor a valid rest of the config, and succeeds when
-// everything is gone already. It does not flush conntrack: that means a dump
-// of the whole table per DEL (slower the busier the host), while a released
-// address's entries expire on their own and round-robin allocation does not
-// hand the address out again soon.
+// everything is gone already. It flushes no conntrack entries of the fixed
+// address (a released address's entries expire on their own and round-robin
+// allocation does not hand it out again soon), only those of a floating IP,
+// filtered in the kernel (pkg/conntrack).
 func cmdDel(args *skel.CmdArgs) error {
 	m, err := netconf.ParseMinimal(args.StdinData)
 	if err != nil {
@@ -27,19 +28,21 @@ func cmdDel(args *skel.CmdArgs) error {
 	}
 	defer hs.close()
 	att, _ := hs.st.ReadAttachment(m.Bridge, args.ContainerID, args.IfName)
-	if att != nil {
-		// The floating IP first: nothing is translated to the fixed
-		// address once IPAM may hand it out again.
-		if err := hs.floatRelease(m.Bridge, args.ContainerID, args.IfName, att.Floating); err != nil {
-			return err
-		}
-	}
 	// Unregistering a veth waits on the kernel (an RCU grace period, ~15 ms
-	// here): release the addresses meanwhile (IPAM uses no netlink).
+	// here): meanwhile give up a floating IP (removing its rules makes the
+	// kernel wait for a grace period too, when a netfilter socket closes)
+	// and then release the addresses (IPAM uses no netlink): nothing may
+	// be translated to the fixed address once IPAM can hand it out again.
 	gone := make(chan error, 1)
 	go func() { gone <- deleteHostVeth(hs, m.Bridge, args.ContainerID, args.IfName, att) }()
-	ipamErr := ipamDel(m.IPAMType, args)
-	if err := <-gone; err != nil {
+	var floatErr, ipamErr error
+	if att != nil && att.Floating != nil {
+		floatErr = hs.floatReleaseApart(m.Bridge, args.ContainerID, args.IfName, att.Floating)
+	}
+	if floatErr == nil {
+		ipamErr = ipamDel(m.IPAMType, args)
+	}
+	if err := errors.Join(<-gone, floatErr); err != nil {
 		return err
 	}
 	if ipamErr != nil {

@@ -9,6 +9,8 @@ import (
 
 	"github.com/containernetworking/cni/pkg/types"
 	current "github.com/containernetworking/cni/pkg/types/100"
+	"github.com/containernetworking/plugins/pkg/netlinksafe"
+	"golang.org/x/sys/unix"
 
 	"github.com/tenantnet/tenantnet/pkg/cnierr"
 	"github.com/tenantnet/tenantnet/pkg/conntrack"
@@ -52,9 +54,11 @@ func (hs *host) hostFirewall() (firewall.Backend, error) {
 }
 
 // floatAdd gives the attachment the floating IP its request names: the
-// record first (the attachment's, then the address's), then the address
-// on the public interface, then the rules. The address must be free on
-// this host: not held by another container, not the host's own.
+// record first (the attachment's, then the address's), then the rules,
+// then the address on the public interface (never the address without its
+// translation: the host's own services would answer on it). The address
+// must be free on this host: not held by another container, not the
+// host's own.
 func (hs *host) floatAdd(c *netconf.Config, att *state.Attachment, fixed netip.Addr) error {
 	l, err := hs.st.LockHost()
 	if err != nil {
@@ -88,14 +92,15 @@ func (hs *host) floatAdd(c *netconf.Config, att *state.Attachment, fixed netip.A
 	if err := store.Put(floating.Claim{Float: f, Network: c.Name, ContainerID: att.ContainerID, IfName: att.IfName}); err != nil {
 		return cnierr.IO("write floating IP record: %v", err)
 	}
-	if _, err := floating.Add(hs.nl, f.Interface, a); err != nil {
-		return err
-	}
 	all, err := store.All()
 	if err != nil {
 		return cnierr.IO("read floating IP records: %v", err)
 	}
-	return fw.AddFloat(f, all)
+	if err := fw.AddFloat(f, all); err != nil {
+		return err
+	}
+	_, err = floating.Add(hs.nl, f.Interface, a)
+	return err
 }
 
 // floatPrepare runs before ADD changes anything: an ADD again of an
@@ -141,11 +146,27 @@ func (hs *host) floatFree(c *netconf.Config, att *state.Attachment, store floati
 	return nil
 }
 
-// floatRelease takes an attachment's floating IP away: rules, address,
-// the conntrack entries of its connections, and last its record (a DEL
-// killed half-way does the rest when it runs again). A floating IP that
-// another container holds by now is not touched.
+// floatRelease takes an attachment's floating IP away: the address (first:
+// never the address without its translation), the rules, the conntrack
+// entries of its connections, and last its record (a DEL killed half-way
+// does the rest when it runs again). A floating IP that another container
+// holds by now is not touched.
 func (hs *host) floatRelease(bridge, cid, ifName string, f *tenant.Float) error {
+	return hs.floatReleaseWith(hs.nl, bridge, cid, ifName, f)
+}
+
+// floatReleaseApart is floatRelease on a netlink socket of its own, for a
+// caller that uses hs.nl in another goroutine meanwhile.
+func (hs *host) floatReleaseApart(bridge, cid, ifName string, f *tenant.Float) error {
+	h, err := netlinksafe.NewHandle(unix.NETLINK_ROUTE)
+	if err != nil {
+		return fmt.Errorf("open netlink: %w", err)
+	}
+	defer h.Close()
+	return hs.floatReleaseWith(h, bridge, cid, ifName, f)
+}
+
+func (hs *host) floatReleaseWith(h netlinksafe.Handle, bridge, cid, ifName string, f *tenant.Float) error {
 	if f == nil {
 		return nil
 	}
@@ -162,14 +183,14 @@ func (hs *host) floatRelease(bridge, cid, ifName string, f *tenant.Float) error 
 	if held != nil && !held.Owns(bridge, cid, ifName) {
 		return nil
 	}
+	if err := floating.Remove(h, f.Interface, f.Addr); err != nil {
+		return err
+	}
 	fw, err := hs.hostFirewall()
 	if err != nil {
 		return err
 	}
 	if err := hs.floatUnbind(fw, store, *f); err != nil {
-		return err
-	}
-	if err := floating.Remove(hs.nl, f.Interface, f.Addr); err != nil {
 		return err
 	}
 	if err := store.Remove(f.Addr); err != nil {

@@ -112,6 +112,7 @@ type results struct {
 	BrNF               string
 	Cluster            *clusterRes
 	Names              *namesRes
+	Floating           *floatRes
 }
 
 func newResults() *results {
@@ -160,6 +161,8 @@ func (b *bench) run() error {
 			f = b.cluster
 		case "names":
 			f = b.names
+		case "floating":
+			f = b.floating
 		}
 		if err := b.phase(p, f); err != nil {
 			errs = append(errs, fmt.Errorf("%s: %w", p, err))

@@ -132,7 +132,8 @@ func (b *bench) targets() []target {
 	}
 	ts = append(ts, b.clusterTargets()...)
 	ts = append(ts, b.clusterNamesTargets()...)
-	return append(ts, b.namesTargets()...)
+	ts = append(ts, b.namesTargets()...)
+	return append(ts, b.floatingTargets()...)
 }
 
 func (b *bench) clusterTargets() []target {
@@ -477,6 +478,7 @@ func (b *bench) report() string {
 		m.clusterNamesSection(c.Names, o.N)
 	}
 	b.namesSection(&m)
+	b.floatingSection(&m)
 
 	m.p("## Phases")
 	m.p("")

@@ -109,6 +109,24 @@ func TestFloatingIP(t *testing.T) {
 	}
 }
 
+// The floating IP is announced: a neighbour that had it at another MAC
+// (another host held it, say) learns the host's at once, without asking.
+func TestFloatingIPAnnounced(t *testing.T) {
+	t.Parallel()
+	h, out := node(t)
+	conf := floatConf(h, "blue", "tnt-blue", "10.1.1.0/24")
+	out.Sh(t, "ip", "neigh", "add", float1, "lladdr", "02:00:00:00:00:99", "dev", "eth0", "nud", "stale")
+	mac := h.Link(t, "eth0").Attrs().HardwareAddr.String()
+	addFloat(t, h, conf, harness.NewContainer(t, "c1"), float1)
+	var got string
+	for deadline := time.Now().Add(time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		if got = out.Sh(t, "ip", "neigh", "show", float1, "dev", "eth0"); strings.Contains(got, mac) {
+			return
+		}
+	}
+	t.Fatalf("the outside's neighbour entry for %s is %q, want the host's eth0 %s", float1, strings.TrimSpace(got), mac)
+}
+
 // The pool and the host are the judges: an address outside the pool,
 // another container's, or one of the host's own is refused (code 7), with
 // the host exactly as it was.
