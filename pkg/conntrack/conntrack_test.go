@@ -4,10 +4,8 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
-	"slices"
 	"testing"
 
-	"github.com/mdlayher/netlink"
 	vnl "github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 
@@ -87,53 +85,23 @@ func TestDeleteRemovesOnlyTheAddressEntries(t *testing.T) {
 	n.Do(t, func() error { _, err := Delete(netip.MustParseAddr(float)); return err })
 }
 
-// The path for kernels that cannot flush by tuple filter (6.1): only the
-// matching entries come up, each is deleted by its tuple.
-func TestDumpPathBringsUpOnlyMatches(t *testing.T) {
+// Only the matching entries come up, each is deleted by its tuple: the
+// netlink work does not grow with the table.
+func TestOnlyMatchesComeUp(t *testing.T) {
 	n := harness.NewNS(t, "ct")
 	populate(t, n, 200)
-	var st Stats
-	n.Do(t, func() error {
-		c, err := netlink.Dial(unix.NETLINK_NETFILTER, nil)
-		if err != nil {
-			return err
-		}
-		defer c.Close()
-		for _, dir := range []uint16{ctaTupleOrig, ctaTupleReply} {
-			if err := dumpDelete(c, &st, netip.MustParseAddr(float), dir); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
-	if f, all := remaining(t, n); f != 0 || all != 200 {
-		t.Fatalf("after: %d entries of %s left, %d in all; want 0 and 200", f, float, all)
-	}
-	// 3 entries up, 3 deletes: never the 200 others.
-	if st.Deleted != 3 || st.Received > 3+3+2 {
-		t.Fatalf("netlink work %+v: want 3 deleted and at most 8 messages received", st)
-	}
-}
-
-// On this kernel (6.18) the flush takes a tuple filter: two requests, two
-// acknowledgements, whatever the size of the table.
-func TestFlushByFilterOnThisKernel(t *testing.T) {
-	var uts unix.Utsname
-	_ = unix.Uname(&uts)
-	n := harness.NewNS(t, "ct")
-	populate(t, n, 50)
 	var st Stats
 	n.Do(t, func() error {
 		var err error
 		st, err = Delete(netip.MustParseAddr(float))
 		return err
 	})
-	release := string(uts.Release[:slices.Index(uts.Release[:], 0)])
-	if st.Dumped {
-		t.Logf("kernel %s cannot flush by tuple filter: took the dump path (%+v)", release, st)
-		return
+	if f, all := remaining(t, n); f != 0 || all != 200 {
+		t.Fatalf("after: %d entries of %s left, %d in all; want 0 and 200", f, float, all)
 	}
-	if st.Requests != 2 || st.Received != 2 {
-		t.Fatalf("kernel %s: netlink work %+v, want 2 requests and 2 acknowledgements", release, st)
+	// 3 entries up and 3 deletes, 2 dump requests and their ends: never
+	// the 200 others.
+	if st.Deleted != 3 || st.Requests != 2+3 || st.Received != 3+2+3 {
+		t.Fatalf("netlink work %+v: want 3 deleted, 5 requests, 8 messages received", st)
 	}
 }

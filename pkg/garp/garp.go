@@ -7,9 +7,10 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
-	"unsafe"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/tenantnet/tenantnet/pkg/lateclose"
 )
 
 // Send broadcasts one gratuitous ARP request for addr from the interface
@@ -24,7 +25,10 @@ func Send(ifIndex int, mac net.HardwareAddr, addr netip.Addr) error {
 	if err != nil {
 		return fmt.Errorf("gratuitous ARP socket: %w", err)
 	}
-	defer closeLater(fd)
+	// Closing a packet socket waits for an RCU grace period
+	// (packet_release calls synchronize_net): 3 to 16 ms on this 2-core
+	// host, on every ADD that announces, and longer under load.
+	defer lateclose.Release(fd)
 
 	ip := addr.As4()
 	pkt := make([]byte, 28)
@@ -46,30 +50,3 @@ func Send(ifIndex int, mac net.HardwareAddr, addr netip.Addr) error {
 }
 
 func htons(v uint16) uint16 { return v<<8 | v>>8 }
-
-// closeLater closes a packet socket without waiting for what closing one
-// waits for: an RCU grace period (packet_release calls synchronize_net), 3 to
-// 16 ms on this 2-core host, on every ADD that announces an address, and
-// longer under load. An io_uring instance takes the last reference to the
-// socket (a registered file) and is closed at once: the kernel tears rings
-// down in a worker, so the socket's release and its grace period happen
-// there, after the frame left (sendto queued it to the device). No process
-// waits, this one's exit included. Where io_uring is not available (an
-// old kernel, io_uring_disabled, a seccomp filter), the socket is closed
-// here and the wait is paid.
-func closeLater(fd int) {
-	var params [120]byte // struct io_uring_params, all zero
-	r, _, errno := unix.Syscall(unix.SYS_IO_URING_SETUP, 1, uintptr(unsafe.Pointer(&params[0])), 0)
-	if errno != 0 {
-		unix.Close(fd)
-		return
-	}
-	ring := int(r)
-	files := []int32{int32(fd)}
-	const registerFiles = 2 // IORING_REGISTER_FILES
-	// Registered, the ring holds the socket and this close is not the
-	// last; not registered, it is, and waits.
-	unix.Syscall6(unix.SYS_IO_URING_REGISTER, uintptr(ring), registerFiles, uintptr(unsafe.Pointer(&files[0])), 1, 0, 0)
-	unix.Close(fd)
-	unix.Close(ring)
-}
