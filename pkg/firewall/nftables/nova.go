@@ -16,10 +16,11 @@ import (
 
 // nova's remaining features in the table: floating IPs (1:1 NAT), the
 // metadata service and the forward allow-list. Rules stay O(1): a floating
-// IP is three map elements (floatdnat: floating -> fixed; floatsnat:
-// fixed . out interface -> floating, once for the public interface, once
-// for the tenant's own bridge), a tenant's metadata server one element of
-// the map metadata, its allow-list elements of fwlimited and fwallow.
+// IP is four elements (floatdnat: floating -> fixed; floatsnat: fixed . out
+// interface -> floating, once for the public interface, once for the
+// tenant's own bridge; floatfixed: fixed, for the hairpin), a tenant's
+// metadata server one element of the map metadata, its allow-list elements
+// of fwlimited and fwallow.
 
 // floating reports whether t's floating IPs need the maps: it may have
 // some, or its containers still hold some.
@@ -45,14 +46,23 @@ var (
 	floatDNAT = &nftables.Set{Table: table, Name: "floatdnat", IsMap: true, KeyType: nftables.TypeIPAddr, DataType: nftables.TypeIPAddr}
 	floatSNAT = &nftables.Set{Table: table, Name: "floatsnat", IsMap: true, Concatenation: true,
 		KeyType: nftables.MustConcatSetType(nftables.TypeIPAddr, nftables.TypeIFName), DataType: nftables.TypeIPAddr}
+	// A set of its own: 6.1 refuses a lookup in a map without a
+	// destination register (EINVAL), 6.18 takes it.
+	floatFixed = &nftables.Set{Table: table, Name: "floatfixed", KeyType: nftables.TypeIPAddr}
+	floatSets  = []*nftables.Set{floatDNAT, floatSNAT, floatFixed}
 )
 
-func floatElems(f tenant.Float) (dnat, snat []nftables.SetElement) {
-	dnat = []nftables.SetElement{{Key: f.Addr.AsSlice(), Val: f.Fixed.AsSlice()}}
+// floatElems are f's elements of each of floatSets, in that order.
+func floatElems(f tenant.Float) [][]nftables.SetElement {
+	var snat []nftables.SetElement
 	for _, out := range []string{f.Interface, f.Bridge} {
 		snat = append(snat, nftables.SetElement{Key: slices.Concat(f.Fixed.AsSlice(), ifname(out)), Val: f.Addr.AsSlice()})
 	}
-	return dnat, snat
+	return [][]nftables.SetElement{
+		{{Key: f.Addr.AsSlice(), Val: f.Fixed.AsSlice()}},
+		snat,
+		{{Key: f.Fixed.AsSlice()}},
+	}
 }
 
 // describeNova adds the chains, maps and the rules that are not NAT's
@@ -70,13 +80,15 @@ func (d *desc) describeNova(p plan) {
 		// The host reaches a floating IP too (nova's OUTPUT DNAT).
 		d.chains = append(d.chains, &nftables.Chain{Name: "output", Table: table, Type: nftables.ChainTypeNAT,
 			Hooknum: nftables.ChainHookOutput, Priority: &dstnat, Policy: &accept})
-		var dnat, snat []nftables.SetElement
+		elems := make([][]nftables.SetElement, len(floatSets))
 		for _, f := range p.floats {
-			dn, sn := floatElems(f)
-			dnat, snat = append(dnat, dn...), append(snat, sn...)
+			for i, e := range floatElems(f) {
+				elems[i] = append(elems[i], e...)
+			}
 		}
-		d.addSet(clone(floatDNAT), dnat)
-		d.addSet(clone(floatSNAT), snat)
+		for i, set := range floatSets {
+			d.addSet(clone(set), elems[i])
+		}
 		toFixed := []expr.Any{
 			&expr.Payload{DestRegister: reg1, Base: expr.PayloadBaseNetworkHeader, Offset: daddrOff(true), Len: 4},
 			&expr.Lookup{SourceRegister: reg1, SetName: floatDNAT.Name, DestRegister: reg1, IsDestRegSet: true},
@@ -150,8 +162,8 @@ func (d *desc) describeNova(p plan) {
 // exempt destinations keeps its fixed IP). A container with a floating IP
 // leaves by the public interface, or hairpins back into its own bridge, as
 // its floating IP; another container of the tenant that reached one (the
-// connection DNATed to a container that holds a floating IP, on its
-// bridge) is masqueraded to the gateway, so the reply comes back through
+// connection DNATed to a container that holds a floating IP) is
+// masqueraded to the gateway, so the reply comes back through
 // the host to be translated: on the bridge it would go straight to it.
 func (d *desc) describeFloatSNAT(saddr, daddr, oifname expr.Any) {
 	d.rule("postrouting", nil, nfproto(true), []expr.Any{saddr, oifname,
@@ -159,8 +171,8 @@ func (d *desc) describeFloatSNAT(saddr, daddr, oifname expr.Any) {
 		&expr.NAT{Type: expr.NATTypeSourceNAT, Family: unix.NFPROTO_IPV4, RegAddrMin: reg1, RegAddrMax: reg1}})
 	d.rule("postrouting", nil, nfproto(true), []expr.Any{saddr, daddr, &expr.Lookup{SourceRegister: reg1, SetName: "natinner4"}},
 		isDNATed(), []expr.Any{
-			&expr.Payload{DestRegister: reg1, Base: expr.PayloadBaseNetworkHeader, Offset: daddrOff(true), Len: 4}, oifname,
-			&expr.Lookup{SourceRegister: reg1, SetName: floatSNAT.Name},
+			&expr.Payload{DestRegister: reg1, Base: expr.PayloadBaseNetworkHeader, Offset: daddrOff(true), Len: 4},
+			&expr.Lookup{SourceRegister: reg1, SetName: floatFixed.Name},
 			&expr.Masq{},
 		})
 }
@@ -177,19 +189,17 @@ func isDNATed() []expr.Any {
 
 func clone(s *nftables.Set) *nftables.Set { c := *s; return &c }
 
-// AddFloat adds f's map elements in one transaction; no rule changes. The
-// table must exist with the floating maps (Apply made it for f's tenant).
+// AddFloat adds f's elements in one transaction; no rule changes. The
+// table must exist with the floating IP sets (Apply made it for f's tenant).
 func (b *Backend) AddFloat(f tenant.Float, _ []tenant.Float) error {
 	c, err := b.c()
 	if err != nil {
 		return err
 	}
-	dnat, snat := floatElems(f)
-	if err := c.SetAddElements(clone(floatDNAT), dnat); err != nil {
-		return err
-	}
-	if err := c.SetAddElements(clone(floatSNAT), snat); err != nil {
-		return err
+	for i, e := range floatElems(f) {
+		if err := c.SetAddElements(clone(floatSets[i]), e); err != nil {
+			return err
+		}
 	}
 	if err := c.Flush(); err != nil {
 		return fmt.Errorf("nftables: add floating IP %s -> %s: %w", f.Addr, f.Fixed, err)
@@ -197,29 +207,33 @@ func (b *Backend) AddFloat(f tenant.Float, _ []tenant.Float) error {
 	return nil
 }
 
-// DelFloat removes f's map elements; elements already gone are no error.
+// DelFloat removes f's elements; elements already gone are no error.
 func (b *Backend) DelFloat(f tenant.Float, _ []tenant.Float) error {
 	c, err := b.c()
 	if err != nil {
 		return err
 	}
-	dnat, snat := floatElems(f)
 	del := func(s *nftables.Set, elems []nftables.SetElement) error {
 		if err := c.SetDeleteElements(clone(s), elems); err != nil {
 			return err
 		}
 		return c.Flush()
 	}
-	if del(floatDNAT, dnat) == nil && del(floatSNAT, snat) == nil {
+	elems := floatElems(f)
+	for i, e := range elems {
+		if err := c.SetDeleteElements(clone(floatSets[i]), e); err != nil {
+			return err
+		}
+	}
+	if c.Flush() == nil {
 		return nil
 	}
 	// One at a time, so that one already gone does not keep the others.
 	var errs []error
-	for _, e := range dnat {
-		errs = append(errs, gone(del(floatDNAT, []nftables.SetElement{e})))
-	}
-	for _, e := range snat {
-		errs = append(errs, gone(del(floatSNAT, []nftables.SetElement{e})))
+	for i, es := range elems {
+		for _, e := range es {
+			errs = append(errs, gone(del(floatSets[i], []nftables.SetElement{e})))
+		}
 	}
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("nftables: remove floating IP %s: %w", f.Addr, err)
@@ -240,20 +254,17 @@ func (b *Backend) CheckFloat(f tenant.Float) error {
 	if err != nil {
 		return err
 	}
-	dnat, snat := floatElems(f)
-	for _, want := range []struct {
-		set   *nftables.Set
-		elems []nftables.SetElement
-	}{{floatDNAT, dnat}, {floatSNAT, snat}} {
-		have, err := c.GetSetElements(clone(want.set))
+	for i, want := range floatElems(f) {
+		set := floatSets[i]
+		have, err := c.GetSetElements(clone(set))
 		if err != nil {
-			return fmt.Errorf("map %s of table inet %s is missing: %w", want.set.Name, TableName, err)
+			return fmt.Errorf("set %s of table inet %s is missing: %w", set.Name, TableName, err)
 		}
-		for _, w := range want.elems {
+		for _, w := range want {
 			if !slices.ContainsFunc(have, func(h nftables.SetElement) bool {
 				return slices.Equal(h.Key, w.Key) && slices.Equal(h.Val, w.Val)
 			}) {
-				return fmt.Errorf("map %s: the element of floating IP %s (fixed %s) is missing", want.set.Name, f.Addr, f.Fixed)
+				return fmt.Errorf("set %s: the element of floating IP %s (fixed %s) is missing", set.Name, f.Addr, f.Fixed)
 			}
 		}
 	}

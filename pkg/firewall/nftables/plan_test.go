@@ -104,8 +104,8 @@ func elements(d *desc, set string) int {
 	return -1
 }
 
-// A floating IP is map elements, never a rule: 3 per address (DNAT, SNAT
-// out of the public interface and back into the bridge). Metadata and the
+// A floating IP is set elements, never a rule: 4 per address (DNAT, SNAT
+// out of the public interface and back into the bridge, the hairpin's). Metadata and the
 // allow-list are elements too.
 func TestFloatsAreElementsNotRules(t *testing.T) {
 	base := spec("br1", "10.0.1.0/24", true, true, &tenant.NAT{OutInterface: "eth0"})
@@ -120,8 +120,8 @@ func TestFloatsAreElementsNotRules(t *testing.T) {
 		s.Floats = floats("br1", n)
 		d := describe(makePlan([]tenant.Spec{s, other}))
 		rules = append(rules, len(d.rules))
-		if got := elements(d, "floatdnat") + elements(d, "floatsnat"); got != 3*n {
-			t.Fatalf("%d floating IPs: %d map elements, want %d", n, got, 3*n)
+		if got := elements(d, "floatdnat") + elements(d, "floatsnat") + elements(d, "floatfixed"); got != 4*n {
+			t.Fatalf("%d floating IPs: %d elements, want %d", n, got, 4*n)
 		}
 		if elements(d, "metadata") != 2 || elements(d, "fwallow") != 3 || elements(d, "fwlimited") != 2 {
 			t.Fatalf("metadata %d, fwallow %d, fwlimited %d elements; want 2, 3, 2", elements(d, "metadata"), elements(d, "fwallow"), elements(d, "fwlimited"))
@@ -132,7 +132,7 @@ func TestFloatsAreElementsNotRules(t *testing.T) {
 	}
 	// A tenant without floating IPs, metadata or allow-list adds none of it.
 	d := describe(makePlan([]tenant.Spec{spec("br3", "10.0.3.0/24", true, true, nil)}))
-	for _, set := range []string{"floatdnat", "floatsnat", "metadata", "fwallow", "fwlimited"} {
+	for _, set := range []string{"floatdnat", "floatsnat", "floatfixed", "metadata", "fwallow", "fwlimited"} {
 		if elements(d, set) != -1 {
 			t.Errorf("set %s exists without the feature", set)
 		}
