@@ -227,7 +227,7 @@ func (b *bench) floating() error {
 	// IP: a table with only the floating IP's entries, then with Entries
 	// unrelated ones; and, for comparison, a removal that dumps the table.
 	h := hosts["T-nft"].on
-	small, big, dump := &ctCase{Label: "conntrack.Delete, no other entries"},
+	small, big, dump := &ctCase{Label: "conntrack.Delete, no other entries in the namespace"},
 		&ctCase{Label: fmt.Sprintf("conntrack.Delete, %d other entries", r.Entries)},
 		&ctCase{Label: fmt.Sprintf("dump and filter in Go (netlink.ConntrackDeleteFilters), %d other entries", r.Entries)}
 	r.CT = []*ctCase{small, big, dump}
