@@ -122,10 +122,14 @@ func (hs *host) floatPrepare(c *netconf.Config, att *state.Attachment) error {
 }
 
 // floatFree refuses the requested floating IP when another container of
-// this host holds it, or the host itself (code 7): before anything of the
-// ADD changes the host, and again under the lock.
+// this host holds it, or the host itself, or its interface is missing
+// (code 7): before anything of the ADD changes the host, and again under
+// the lock.
 func (hs *host) floatFree(c *netconf.Config, att *state.Attachment, store floating.Store) error {
 	a, from := c.Requests.Floating, c.Requests.FloatingFrom
+	if _, err := hs.nl.LinkByName(c.Floating.Interface); err != nil {
+		return cnierr.Config("floatingIPs.interface", "link %q does not exist on this host (%v); name the host's public interface", c.Floating.Interface, err)
+	}
 	held, err := store.Get(a)
 	if err != nil {
 		return cnierr.IO("read floating IP record: %v", err)

@@ -136,6 +136,7 @@ func TestFloatingIPRefusals(t *testing.T) {
 	harness.Addr(t, h.NS, "eth0", "198.51.100.70/32") // the host's own, inside the pool
 	conf := floatConf(h, "blue", "tnt-blue", "10.1.1.0/24")
 	plain := tenantConf(h, "plain", "tnt-plain", "10.1.2.0/24", "")
+	noIf := tenantConf(h, "noif", "tnt-noif", "10.1.3.0/24", `,"floatingIPs":{"interface":"eth9","pool":["`+floatPool+`"]}`)
 	holder := harness.NewContainer(t, "holder")
 	addFloat(t, h, conf, holder, float1)
 	before := h.Snapshot(t)
@@ -149,6 +150,7 @@ func TestFloatingIPRefusals(t *testing.T) {
 		{conf, "FLOATING_IP=198.51.100.70", []string{"an address of this host"}},
 		{conf, "FLOATING_IP=not-an-ip", []string{"CNI_ARGS FLOATING_IP", "not an IP address"}},
 		{plain, "FLOATING_IP=" + float2, []string{"has no floatingIPs"}},
+		{noIf, "FLOATING_IP=" + float2, []string{"floatingIPs.interface", `"eth9" does not exist`}},
 	} {
 		c := harness.NewContainer(t, "x")
 		_, err := h.TryAdd(tc.conf, c, tc.args)
