@@ -36,6 +36,7 @@ func TestFloatsOnEachBackend(t *testing.T) {
 			blue := spec("br1", "10.0.1.0/24")
 			blue.Floating = &tenant.Floating{Interface: "eth0", Pool: []netip.Prefix{netip.MustParsePrefix("203.0.113.0/28")}}
 			blue.Metadata = &tenant.Metadata{Addr: netip.MustParseAddr("192.0.2.10"), Port: 8775}
+			blue.NAT.ForceRanges = []netip.Prefix{netip.MustParsePrefix("10.0.1.200/29")}
 			red := spec("br2", "10.0.2.0/24")
 			red.Forward = []string{"eth0"}
 			f1, f2 := float("203.0.113.1", "10.0.1.5", "br1"), float("203.0.113.2", "10.0.1.6", "br1")

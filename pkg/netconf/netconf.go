@@ -146,7 +146,7 @@ var topKeys = []string{
 	"floatingIPs", "metadata", "forwardInterfaces",
 }
 
-var natKeys = []string{"outInterface", "sourceIP", "exempt"}
+var natKeys = []string{"outInterface", "sourceIP", "exempt", "forceRanges"}
 
 // Parse validates the config of one plugin invocation. cniArgs is CNI_ARGS.
 func Parse(stdin []byte, cniArgs string) (*Config, error) {
@@ -322,6 +322,7 @@ func (c *Config) parseNAT(raw json.RawMessage) error {
 		OutInterface string   `json:"outInterface"`
 		SourceIP     string   `json:"sourceIP"`
 		Exempt       []string `json:"exempt"`
+		ForceRanges  []string `json:"forceRanges"`
 	}
 	if err := jsonx.Decode(raw, &nj, "nat", natKeys); err != nil {
 		return err
@@ -359,6 +360,11 @@ func (c *Config) parseNAT(raw json.RawMessage) error {
 		}
 		n.Exempt = append(n.Exempt, p.Masked())
 	}
+	force, err := c.forceRanges(nj.ForceRanges)
+	if err != nil {
+		return err
+	}
+	n.ForceRanges = force
 	c.NAT = n
 	return nil
 }

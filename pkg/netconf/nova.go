@@ -215,3 +215,29 @@ func prefixOrAddr(s string) (netip.Prefix, bool) {
 	}
 	return netip.PrefixFrom(a, a.BitLen()), true
 }
+
+// forceRanges reads nat.forceRanges (nova's force_snat_range): each a CIDR
+// or an address of a family the tenant has.
+func (c *Config) forceRanges(list []string) ([]netip.Prefix, error) {
+	var out []netip.Prefix
+	for i, e := range list {
+		field := fmt.Sprintf("nat.forceRanges[%d]", i)
+		p, ok := prefixOrAddr(e)
+		if !ok {
+			return nil, cnierr.Config(field, "%q is not a CIDR or address such as \"198.51.100.0/24\"", e)
+		}
+		if c.IPAM.RangeFor(p.Addr()) == nil {
+			return nil, cnierr.Config(field, "%s is %s but the tenant has no subnet of that family to translate", p, familyOf(p.Addr()))
+		}
+		if a := p.Addr(); a.IsMulticast() || a.IsUnspecified() || a.IsLoopback() {
+			return nil, cnierr.Config(field, "%s is not a unicast destination", p)
+		}
+		for j, q := range out {
+			if q.Overlaps(p) {
+				return nil, cnierr.Config(field, "%s overlaps nat.forceRanges[%d] %s", p, j, q)
+			}
+		}
+		out = append(out, p)
+	}
+	return out, nil
+}

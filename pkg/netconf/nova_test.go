@@ -37,6 +37,13 @@ func TestNovaFieldsParse(t *testing.T) {
 	}
 }
 
+func TestForceRangesParse(t *testing.T) {
+	c, e := parse(t, `{"name":"b","bridge":"x","nat":{"forceRanges":["10.1.1.200/29","192.168.50.7"]},`+ipam+`}`, "")
+	if e != nil || len(c.NAT.ForceRanges) != 2 || c.NAT.ForceRanges[0].String() != "10.1.1.200/29" || c.NAT.ForceRanges[1].String() != "192.168.50.7/32" {
+		t.Fatalf("nat.forceRanges: %+v %v", c, e)
+	}
+}
+
 func TestNovaFieldsRefused(t *testing.T) {
 	cases := []struct {
 		conf, args string
@@ -73,6 +80,11 @@ func TestNovaFieldsRefused(t *testing.T) {
 		{`"forwardInterfaces":["x"]`, "", "forwardInterfaces[0]", "the tenant's own link"},
 		{`"forwardInterfaces":["a/b"]`, "", "forwardInterfaces[0]", "not allowed"},
 		{`"nat":{"outInterface":"eth1"},"forwardInterfaces":["eth0"]`, "", "forwardInterfaces", "nat.outInterface"},
+		{`"nat":{"forceRanges":["nope"]}`, "", "nat.forceRanges[0]", "not a CIDR"},
+		{`"nat":{"forceRanges":["fd00::/64"]}`, "", "nat.forceRanges[0]", "no subnet of that family"},
+		{`"nat":{"forceRanges":["224.0.0.0/4"]}`, "", "nat.forceRanges[0]", "not a unicast"},
+		{`"nat":{"forceRanges":["198.51.100.0/24","198.51.100.9"]}`, "", "nat.forceRanges[1]", "overlaps nat.forceRanges[0]"},
+		{`"gateway":false,"nat":{"forceRanges":["198.51.100.0/24"]}`, "", "nat", "gateway: true"},
 	}
 	for _, tc := range cases {
 		js := `{"name":"b","bridge":"x",` + tc.conf + `,` + ipam + `}`

@@ -21,6 +21,10 @@ type NAT struct {
 	SourceIP netip.Addr `json:"sourceIP,omitzero"`
 	// Exempt destinations are never translated (nova's dmz_cidr).
 	Exempt []netip.Prefix `json:"exempt,omitempty"`
+	// ForceRanges are destinations always routed and translated, also
+	// where the tenant's bridge would deliver to them directly (nova's
+	// force_snat_range).
+	ForceRanges []netip.Prefix `json:"forceRanges,omitempty"`
 }
 
 // Spec is a tenant as the firewall sees it.
@@ -94,7 +98,8 @@ func (s Spec) Equal(o Spec) bool {
 	if s.NAT == nil {
 		return true
 	}
-	return s.NAT.OutInterface == o.NAT.OutInterface && s.NAT.SourceIP == o.NAT.SourceIP && slices.Equal(s.NAT.Exempt, o.NAT.Exempt)
+	return s.NAT.OutInterface == o.NAT.OutInterface && s.NAT.SourceIP == o.NAT.SourceIP && slices.Equal(s.NAT.Exempt, o.NAT.Exempt) &&
+		slices.Equal(s.NAT.ForceRanges, o.NAT.ForceRanges)
 }
 
 func equalPtr[T comparable](a, b *T) bool { return a == b || a != nil && b != nil && *a == *b }

@@ -225,6 +225,14 @@ func render(ts []tenant.Spec, v6 bool, outside []string) []table {
 			for _, e := range prefixes(exempt, v6) {
 				add(&nat.rules, chainPost, src, []string{"-d", e.String()}, tag(t.Bridge), []string{"-j", "ACCEPT"})
 			}
+			// Forced destinations (nat.forceRanges) are translated whatever
+			// the out interface, also inside the subnet: nova's
+			// force_snat_range.
+			if t.NAT != nil {
+				for _, f := range prefixes(t.NAT.ForceRanges, v6) {
+					add(&nat.rules, chainPost, src, []string{"-d", f.String()}, tag(t.Bridge), natTarget(t.NAT, v6))
+				}
+			}
 			// Inside the tenant nothing is translated, unless it was DNATed
 			// (a hairpinned port mapping): nova's "! --ctstate DNAT".
 			add(&nat.rules, chainPost, src, []string{"-d", s.String(), "-m", "conntrack", "!", "--ctstate", "DNAT"}, tag(t.Bridge), []string{"-j", "ACCEPT"})
@@ -238,17 +246,22 @@ func render(ts []tenant.Spec, v6 bool, outside []string) []table {
 			if t.NAT.OutInterface != "" {
 				out = []string{"-o", t.NAT.OutInterface}
 			}
-			target := []string{"-j", "MASQUERADE"}
-			if t.NAT.SourceIP.IsValid() && t.NAT.SourceIP.Is4() != v6 {
-				target = []string{"-j", "SNAT", "--to-source", t.NAT.SourceIP.String()}
-			}
-			add(&nat.rules, chainPost, src, out, []string{"!", "-d", mcast}, tag(t.Bridge), target)
+			add(&nat.rules, chainPost, src, out, []string{"!", "-d", mcast}, tag(t.Bridge), natTarget(t.NAT, v6))
 		}
 	}
 	if !v6 {
 		novaNAT(ts, &nat)
 	}
 	return []table{filter, nat}
+}
+
+// natTarget is a tenant's translation in one family: SNAT to its sourceIP,
+// else MASQUERADE.
+func natTarget(n *tenant.NAT, v6 bool) []string {
+	if n.SourceIP.IsValid() && n.SourceIP.Is4() != v6 {
+		return []string{"-j", "SNAT", "--to-source", n.SourceIP.String()}
+	}
+	return []string{"-j", "MASQUERADE"}
 }
 
 // accepts is what tenantnet's model allows, for the end of FORWARD: the

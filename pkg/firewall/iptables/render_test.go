@@ -136,10 +136,14 @@ func TestIsolationByGroup(t *testing.T) {
 
 func TestNATInNovaOrder(t *testing.T) {
 	nat := &tenant.NAT{OutInterface: "eth0", SourceIP: netip.MustParseAddr("203.0.113.10"),
-		Exempt: []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8"), netip.MustParsePrefix("fd00::/8")}}
+		Exempt:      []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8"), netip.MustParsePrefix("fd00::/8")},
+		ForceRanges: []netip.Prefix{netip.MustParsePrefix("172.16.0.200/29")}}
 	got := lines([]table{render([]tenant.Spec{spec("br", "172.16.0.0/24", true, true, nat)}, false, nil)[1]})
+	got = slices.DeleteFunc(got, func(l string) bool { return !strings.HasPrefix(l, "nat "+chainPost+" ") })
 	want := []string{
 		"nat TENANTNET-POSTROUTING -s 172.16.0.0/24 -d 10.0.0.0/8 -m comment --comment tenantnet:br -j ACCEPT",
+		// force_snat_range: translated whatever the out interface, also inside the subnet.
+		"nat TENANTNET-POSTROUTING -s 172.16.0.0/24 -d 172.16.0.200/29 -m comment --comment tenantnet:br -j SNAT --to-source 203.0.113.10",
 		"nat TENANTNET-POSTROUTING -s 172.16.0.0/24 -d 172.16.0.0/24 -m conntrack ! --ctstate DNAT -m comment --comment tenantnet:br -j ACCEPT",
 		"nat TENANTNET-POSTROUTING -s 172.16.0.0/24 -o eth0 ! -d 224.0.0.0/4 -m comment --comment tenantnet:br -j SNAT --to-source 203.0.113.10",
 	}

@@ -49,6 +49,7 @@ type natRule struct {
 	bridge    string
 	subnet    netip.Prefix
 	exempt    []netip.Prefix
+	force     []netip.Prefix // translated even inside the subnet (nat.forceRanges)
 	translate bool
 	out       string
 	snat      netip.Addr
@@ -93,6 +94,13 @@ func makePlan(ts []tenant.Spec) plan {
 				}
 			}
 			r.exempt = outermost(r.exempt)
+			if t.NAT != nil {
+				for _, f := range t.NAT.ForceRanges {
+					if f.Addr().Is4() == s.Addr().Is4() {
+						r.force = append(r.force, f)
+					}
+				}
+			}
 			if t.NAT != nil && t.NAT.SourceIP.IsValid() && t.NAT.SourceIP.Is4() == s.Addr().Is4() {
 				r.snat = t.NAT.SourceIP
 			}

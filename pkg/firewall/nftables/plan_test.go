@@ -5,6 +5,8 @@ import (
 	"slices"
 	"testing"
 
+	"github.com/google/nftables/expr"
+
 	"github.com/tenantnet/tenantnet/pkg/tenant"
 )
 
@@ -141,5 +143,30 @@ func TestFloatsAreElementsNotRules(t *testing.T) {
 		if ch.Name == "prerouting" || ch.Name == "output" {
 			t.Errorf("chain %s exists without floating IPs or metadata", ch.Name)
 		}
+	}
+}
+
+// nat.forceRanges: one rule per kind of translation, placed after the
+// exemptions and before "nothing inside the subnet", elements per tenant.
+func TestForceRangesBeforeTheInnerExemption(t *testing.T) {
+	masq := spec("br1", "10.0.1.0/24", true, true, &tenant.NAT{ForceRanges: []netip.Prefix{netip.MustParsePrefix("10.0.1.200/29")}})
+	snat := spec("br2", "10.0.2.0/24", true, true, &tenant.NAT{SourceIP: netip.MustParseAddr("192.0.2.1"),
+		ForceRanges: []netip.Prefix{netip.MustParsePrefix("198.51.100.0/24"), netip.MustParsePrefix("fd00::/64")}})
+	d := describe(makePlan([]tenant.Spec{masq, snat}))
+	if elements(d, "natforcemasq4") != 1 || elements(d, "natforcesnat4") != 1 || elements(d, "natforcemasq6") != -1 {
+		t.Fatalf("elements: masq4 %d, snat4 %d, masq6 %d", elements(d, "natforcemasq4"), elements(d, "natforcesnat4"), elements(d, "natforcemasq6"))
+	}
+	pos := map[string]int{}
+	for i, r := range d.rules {
+		for _, e := range r.exprs {
+			if l, ok := e.(*expr.Lookup); ok && r.chain == "postrouting" {
+				if _, seen := pos[l.SetName]; !seen {
+					pos[l.SetName] = i
+				}
+			}
+		}
+	}
+	if !(pos["natforcemasq4"] < pos["natinner4"] && pos["natforcesnat4"] < pos["natinner4"]) {
+		t.Fatalf("force rules after the inner exemption: %v", pos)
 	}
 }

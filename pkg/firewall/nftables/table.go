@@ -206,7 +206,7 @@ func (d *desc) describeNAT(p plan) {
 		if !v4 {
 			f, addrType = "6", nftables.TypeIP6Addr
 		}
-		var exempt, inner, masqOut, snatOut, masqAny, snatAny []nftables.SetElement
+		var exempt, inner, masqOut, snatOut, masqAny, snatAny, forceMasq, forceSNAT []nftables.SetElement
 		for _, r := range p.nat {
 			if r.subnet.Addr().Is4() != v4 {
 				continue
@@ -223,6 +223,15 @@ func (d *desc) describeNAT(p plan) {
 			var val []byte
 			if r.snat.IsValid() {
 				val = r.snat.AsSlice()
+			}
+			for _, f := range r.force {
+				flo, fhi := bounds(f)
+				e := nftables.SetElement{Key: slices.Concat(lo, flo), KeyEnd: slices.Concat(hi, fhi), Val: val}
+				if val != nil {
+					forceSNAT = append(forceSNAT, e)
+				} else {
+					forceMasq = append(forceMasq, e)
+				}
 			}
 			switch {
 			case r.out != "" && val != nil:
@@ -267,6 +276,18 @@ func (d *desc) describeNAT(p plan) {
 		if len(exempt) > 0 {
 			d.addSet(&nftables.Set{Name: "natexempt" + f, KeyType: pair, Interval: true, Concatenation: true}, exempt)
 			d.rule("postrouting", nil, nfproto(v4), []expr.Any{saddr, daddr, &expr.Lookup{SourceRegister: reg1, SetName: "natexempt" + f}}, untranslated)
+		}
+		// Forced destinations (nat.forceRanges) are translated whatever the
+		// out interface (they leave by the tenant's own bridge), after the
+		// exemptions but before "nothing inside the subnet": nova's
+		// force_snat_range, for destinations the bridge would reach itself.
+		if len(forceMasq) > 0 {
+			d.addSet(&nftables.Set{Name: "natforcemasq" + f, KeyType: pair, Interval: true, Concatenation: true}, forceMasq)
+			d.rule("postrouting", nil, nfproto(v4), []expr.Any{saddr, daddr, &expr.Lookup{SourceRegister: reg1, SetName: "natforcemasq" + f}, &expr.Masq{}})
+		}
+		if len(forceSNAT) > 0 {
+			d.addSet(&nftables.Set{Name: "natforcesnat" + f, IsMap: true, KeyType: pair, DataType: addrType, Interval: true, Concatenation: true}, forceSNAT)
+			d.rule("postrouting", nil, nfproto(v4), snatTo("natforcesnat"+f, saddr, daddr))
 		}
 		d.addSet(&nftables.Set{Name: "natinner" + f, KeyType: pair, Interval: true, Concatenation: true}, inner)
 		d.rule("postrouting", nil, nfproto(v4), []expr.Any{saddr, daddr, &expr.Lookup{SourceRegister: reg1, SetName: "natinner" + f}},
