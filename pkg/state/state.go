@@ -22,6 +22,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/tenantnet/tenantnet/pkg/flock"
 	"github.com/tenantnet/tenantnet/pkg/fsx"
@@ -48,6 +49,18 @@ type Links struct {
 	Hairpin       bool   `json:"hairpin,omitempty"`
 	// GatewayAddrs are the bridge addresses with the subnet's length.
 	GatewayAddrs []netip.Prefix `json:"gatewayAddrs,omitempty"`
+}
+
+// Uplink is the link enslaved to the tenant's bridge: the VLAN link, the
+// trunk itself in flat mode, or none.
+func (l Links) Uplink() string {
+	switch l.Mode {
+	case "vlan":
+		return l.VLANInterface
+	case "flat":
+		return l.Trunk
+	}
+	return ""
 }
 
 // Undo is what this tenant changed on the host, so teardown gives back
@@ -83,6 +96,8 @@ type Attachment struct {
 	// the address goes on the host's interface, so that DEL, GC and an
 	// ADD's undo find it.
 	Floating *tenant.Float `json:"floating,omitempty"`
+	// Since is when ADD attached the container (tenantctl show).
+	Since time.Time `json:"since,omitzero"`
 }
 
 func (d Dir) hostLock() string { return filepath.Join(d.Root, "host.lock") }

@@ -3,6 +3,7 @@ package tenantnet
 import (
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/containernetworking/cni/pkg/skel"
 	"github.com/containernetworking/cni/pkg/types"
@@ -58,7 +59,7 @@ func cmdAdd(args *skel.CmdArgs) (err error) {
 	}()
 
 	hostName := veth.HostName(c.Bridge, args.ContainerID, args.IfName)
-	att := &state.Attachment{Network: c.Name, ContainerID: args.ContainerID, IfName: args.IfName, Netns: args.Netns, HostVeth: hostName}
+	att := &state.Attachment{Network: c.Name, ContainerID: args.ContainerID, IfName: args.IfName, Netns: args.Netns, HostVeth: hostName, Since: time.Now().UTC()}
 	if err := hs.floatPrepare(c, att); err != nil {
 		return err
 	}

@@ -6,6 +6,7 @@ import (
 
 	"github.com/containernetworking/cni/pkg/skel"
 
+	"github.com/tenantnet/tenantnet/pkg/cnierr"
 	"github.com/tenantnet/tenantnet/pkg/netconf"
 	"github.com/tenantnet/tenantnet/pkg/state"
 	"github.com/tenantnet/tenantnet/pkg/veth"
@@ -28,30 +29,50 @@ func cmdDel(args *skel.CmdArgs) error {
 	}
 	defer hs.close()
 	att, _ := hs.st.ReadAttachment(m.Bridge, args.ContainerID, args.IfName)
+	err = hs.detach(m.Bridge, args.ContainerID, args.IfName, att, func() error {
+		if err := ipamDel(m.IPAMType, args); err != nil {
+			return fmt.Errorf("release addresses (IPAM %s): %w", m.IPAMType, err)
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	return hs.maybeTeardown(m.Bridge)
+}
+
+// detach removes one attachment from the host: the host end of its veth,
+// its addresses (release; nil leaves them to the caller), its name record
+// and its record. DEL, GC and tenantctl gc; the tenant's teardown when it
+// was the last is the caller's (maybeTeardown).
+func (hs *host) detach(bridge, cid, ifName string, att *state.Attachment, release func() error) error {
 	// Unregistering a veth waits on the kernel (an RCU grace period, ~15 ms
 	// here): meanwhile give up a floating IP (removing its rules makes the
 	// kernel wait for a grace period too, when a netfilter socket closes)
 	// and then release the addresses (IPAM uses no netlink): nothing may
 	// be translated to the fixed address once IPAM can hand it out again.
 	gone := make(chan error, 1)
-	go func() { gone <- deleteHostVeth(hs, m.Bridge, args.ContainerID, args.IfName, att) }()
-	var floatErr, ipamErr error
+	go func() { gone <- deleteHostVeth(hs, bridge, cid, ifName, att) }()
+	var floatErr, releaseErr error
 	if att != nil && att.Floating != nil {
-		floatErr = hs.floatReleaseApart(m.Bridge, args.ContainerID, args.IfName, att.Floating)
+		floatErr = hs.floatReleaseApart(bridge, cid, ifName, att.Floating)
 	}
-	if floatErr == nil {
-		ipamErr = ipamDel(m.IPAMType, args)
+	if release != nil && floatErr == nil {
+		releaseErr = release()
 	}
 	if err := errors.Join(<-gone, floatErr); err != nil {
 		return err
 	}
-	if ipamErr != nil {
-		return fmt.Errorf("release addresses (IPAM %s): %w", m.IPAMType, ipamErr)
+	if releaseErr != nil {
+		return releaseErr
 	}
-	if err := namesDel(m.StateDir, m.Bridge, args.ContainerID, args.IfName); err != nil {
+	if err := namesDel(hs.st.Root, bridge, cid, ifName); err != nil {
 		return err
 	}
-	return hs.leave(m.Bridge, args.ContainerID, args.IfName)
+	if err := hs.st.RemoveAttachment(bridge, cid, ifName); err != nil {
+		return cnierr.IO("remove attachment record: %v", err)
+	}
+	return nil
 }
 
 // hostVeth is the host end of an attachment: the name its record holds (a

@@ -478,11 +478,7 @@ func (hs *host) unbuild(t *state.Tenant) error {
 		errs = append(errs, bridge.GiveBack(hs.nl, t.Spec.Bridge, bridge.Previous{Group: u.PrevGroup, Alias: u.PrevAlias}))
 	}
 	if u.EnslavedUplink {
-		up := t.Links.VLANInterface
-		if t.Links.Mode == "flat" {
-			up = t.Links.Trunk
-		}
-		errs = append(errs, bridge.Release(hs.nl, up))
+		errs = append(errs, bridge.Release(hs.nl, t.Links.Uplink()))
 		if t.Links.Mode == "flat" {
 			// The trunk gets back what it had, also when the bridge is gone;
 			// a trunk that is gone took its addresses with it.
