@@ -107,7 +107,7 @@ func runCheck(e *env, args []string) result {
 func repairable(ps []Problem) bool {
 	return slices.ContainsFunc(ps, func(p Problem) bool {
 		switch p.Part {
-		case tenantnet.PartVLAN, tenantnet.PartBridge, tenantnet.PartUplink, tenantnet.PartGateway, tenantnet.PartFirewall, tenantnet.PartNames:
+		case tenantnet.PartVLAN, tenantnet.PartBridge, tenantnet.PartUplink, tenantnet.PartGateway, tenantnet.PartFirewall, tenantnet.PartPorts, tenantnet.PartNames:
 			return true
 		}
 		return false
@@ -178,6 +178,8 @@ func fixFor(n *network, part string) string {
 		return "re-add the tenant's containers (DEL and ADD, e.g. restart them) to apply the new config, or restore the config they were added with"
 	case tenantnet.PartVLAN, tenantnet.PartBridge, tenantnet.PartUplink, tenantnet.PartGateway, tenantnet.PartFirewall:
 		return "tenantctl check --repair rebuilds the tenant as an ADD that finds it broken does (links, addresses, rules)"
+	case tenantnet.PartPorts:
+		return "tenantctl check --repair rebuilds the tenant's port security from its records (every container's elements, every port in its netdev group)"
 	case tenantnet.PartVeth, tenantnet.PartContainer:
 		return "restart the container: its runtime's DEL and ADD rebuild its interface, addresses and routes"
 	case tenantnet.PartNetns:

@@ -24,6 +24,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/tenantnet/tenantnet/pkg/bridgefilter"
 	"github.com/tenantnet/tenantnet/pkg/flock"
 	"github.com/tenantnet/tenantnet/pkg/fsx"
 	"github.com/tenantnet/tenantnet/pkg/tenant"
@@ -92,6 +93,12 @@ type Attachment struct {
 	IfName      string `json:"ifname"`
 	Netns       string `json:"netns,omitempty"`
 	HostVeth    string `json:"hostVeth"`
+	// Port is what the container may send as (its MAC, addresses,
+	// link-local and allowed address pairs), so that DEL and GC remove
+	// exactly its port-security elements without the netns. Recorded
+	// whether or not the tenant has port security, so turning it on later
+	// finds every container's data.
+	Port *bridgefilter.Port `json:"port,omitempty"`
 	// Floating is the floating IP the attachment holds, recorded before
 	// the address goes on the host's interface, so that DEL, GC and an
 	// ADD's undo find it.

@@ -39,6 +39,12 @@ type Spec struct {
 	Isolated bool   `json:"isolated"`
 	NAT      *NAT   `json:"nat,omitempty"`
 	Drop     string `json:"drop"`
+	// PortSecurity: frames from the tenant's containers are checked at
+	// their bridge ports (pkg/bridgefilter).
+	PortSecurity bool `json:"portSecurity,omitempty"`
+	// HostAccess is HostAccessGateway (see HostOnly) or "all"; empty in
+	// records written before it existed (the behaviour of "all").
+	HostAccess string `json:"hostAccess,omitempty"`
 	// Floating enables floating IPs on the tenant (nova's 1:1 NAT).
 	Floating *Floating `json:"floating,omitempty"`
 	// Metadata is where the tenant's requests to MetadataIP:80 go.
@@ -52,6 +58,24 @@ type Spec struct {
 	// of the containers, not of the tenant, so not part of its record. The
 	// caller of a firewall's Apply fills them in.
 	Floats []Float `json:"-"`
+}
+
+// HostAccessGateway is hostAccess "gateway".
+const HostAccessGateway = "gateway"
+
+// HostOnly reports whether the host takes from the tenant's bridge only
+// packets for the bridge's own addresses (its gateway addresses; in flat
+// mode the trunk's too) and IPv6 neighbour discovery: hostAccess "gateway"
+// on a routed tenant (a switched-only one reaches nothing of the host).
+func (s Spec) HostOnly() bool { return s.Routed && s.HostAccess == HostAccessGateway }
+
+// AddressPair is an extra source a container may send from under port
+// security (Neutron's allowed address pair): a VIP, or a prefix it routes.
+type AddressPair struct {
+	IP netip.Prefix `json:"ipAddress"`
+	// MAC, when set, is the Ethernet source that goes with IP (a VRRP
+	// virtual MAC); empty: the container's own MAC.
+	MAC string `json:"macAddress,omitempty"`
 }
 
 // Floating is a tenant's floating IP configuration.
@@ -87,7 +111,7 @@ type Metadata struct {
 
 // Equal reports whether two specs would give the same rules.
 func (s Spec) Equal(o Spec) bool {
-	if s.Bridge != o.Bridge || s.Routed != o.Routed || s.Isolated != o.Isolated || s.Drop != o.Drop ||
+	if s.Bridge != o.Bridge || s.Routed != o.Routed || s.Isolated != o.Isolated || s.Drop != o.Drop || s.PortSecurity != o.PortSecurity || s.HostAccess != o.HostAccess ||
 		!slices.Equal(s.Subnets, o.Subnets) || !slices.Equal(s.Gateways, o.Gateways) || (s.NAT == nil) != (o.NAT == nil) {
 		return false
 	}
@@ -112,12 +136,14 @@ func equalPtr[T comparable](a, b *T) bool { return a == b || a != nil && b != ni
 //	bit  0      isolated
 //	bit  1      switched only (not routed)
 //	bits 3-2    drop action (0 drop, 1 reject, 2 log)
+//	bit  4      host only (Spec.HostOnly)
 const (
 	GroupMark       uint32 = 0x746e0000 // "tn"
 	GroupMarkMask   uint32 = 0xffff0000
 	GroupIsolated   uint32 = 1 << 0
 	GroupNotRouted  uint32 = 1 << 1
 	GroupActionMask uint32 = 3 << 2
+	GroupHostOnly   uint32 = 1 << 4
 )
 
 // DropActions in the order of their group encoding.
@@ -141,6 +167,9 @@ func (s Spec) Group() uint32 {
 	}
 	if !s.Routed {
 		g |= GroupNotRouted
+	}
+	if s.HostOnly() {
+		g |= GroupHostOnly
 	}
 	return g
 }

@@ -48,14 +48,18 @@ func cmdDel(args *skel.CmdArgs) error {
 func (hs *host) detach(bridge, cid, ifName string, att *state.Attachment, release func() error) error {
 	// Unregistering a veth waits on the kernel (an RCU grace period, ~15 ms
 	// here): meanwhile give up a floating IP (removing its rules makes the
-	// kernel wait for a grace period too, when a netfilter socket closes)
-	// and then release the addresses (IPAM uses no netlink): nothing may
-	// be translated to the fixed address once IPAM can hand it out again.
+	// kernel wait for a grace period too, when a netfilter socket closes),
+	// forget the port (before its addresses are released) and release the
+	// addresses (IPAM uses no netlink): nothing may be translated to the
+	// fixed address once IPAM can hand it out again.
 	gone := make(chan error, 1)
 	go func() { gone <- deleteHostVeth(hs, bridge, cid, ifName, att) }()
-	var floatErr, releaseErr error
-	if att != nil && att.Floating != nil {
-		floatErr = hs.floatReleaseApart(bridge, cid, ifName, att.Floating)
+	var floatErr, portErr, releaseErr error
+	if att != nil {
+		if att.Floating != nil {
+			floatErr = hs.floatReleaseApart(bridge, cid, ifName, att.Floating)
+		}
+		portErr = hs.forgetPort(bridge, att.Port)
 	}
 	if release != nil && floatErr == nil {
 		releaseErr = release()
@@ -63,8 +67,8 @@ func (hs *host) detach(bridge, cid, ifName string, att *state.Attachment, releas
 	if err := errors.Join(<-gone, floatErr); err != nil {
 		return err
 	}
-	if releaseErr != nil {
-		return releaseErr
+	if err := errors.Join(portErr, releaseErr); err != nil {
+		return err
 	}
 	if err := namesDel(hs.st.Root, bridge, cid, ifName); err != nil {
 		return err

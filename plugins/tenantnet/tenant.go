@@ -13,6 +13,7 @@ import (
 	"github.com/vishvananda/netlink"
 
 	"github.com/tenantnet/tenantnet/pkg/bridge"
+	"github.com/tenantnet/tenantnet/pkg/bridgefilter"
 	"github.com/tenantnet/tenantnet/pkg/cnierr"
 	"github.com/tenantnet/tenantnet/pkg/firewall"
 	"github.com/tenantnet/tenantnet/pkg/hostnet"
@@ -38,6 +39,9 @@ func desired(c *netconf.Config) *state.Tenant {
 			Floating: c.Floating,
 			Metadata: c.Metadata,
 			Forward:  c.Forward,
+
+			PortSecurity: c.PortSecurity,
+			HostAccess:   c.HostAccess,
 		},
 		Links: state.Links{
 			Mode:          c.Mode(),
@@ -95,6 +99,7 @@ type host struct {
 	nl    netlinksafe.Handle
 	st    state.Dir
 	fwFor func(name string) (firewall.Backend, error)
+	bf    *bridgefilter.Filter
 }
 
 // join registers an attachment with its tenant, creating or repairing the
@@ -183,6 +188,9 @@ func (hs *host) intact(want *state.Tenant) (netlink.Link, error) {
 	}
 	if ok, err := fw.Present(rec.Spec); err != nil || !ok {
 		return nil, err
+	}
+	if ok, _ := hs.bf.Present(filterTenant(rec)); !ok {
+		return nil, nil
 	}
 	return br, nil
 }
@@ -309,6 +317,14 @@ func (hs *host) ensure(c *netconf.Config, want *state.Tenant) error {
 		}
 		return fmt.Errorf("apply %s rules for tenant %s: %w", fw.Name(), c.Bridge, err)
 	}
+	if err := hs.syncFilter(&next, rec, others); err != nil {
+		if rec == nil {
+			if terr := errors.Join(fw.Apply(specs[1:]), hs.unbuild(&next)); terr != nil {
+				err = errors.Join(err, fmt.Errorf("undo: %w", terr))
+			}
+		}
+		return err
+	}
 	if previous != "" {
 		old, err := hs.fwFor(previous)
 		if err == nil {
@@ -367,7 +383,7 @@ func (hs *host) build(c *netconf.Config, t *state.Tenant, known bool) error {
 			return err
 		}
 	}
-	bs := bridge.Spec{Name: c.Bridge, MTU: c.MTU, Group: t.Spec.Group(), Alias: tenant.Alias(c.StateDir), Known: known, Adopt: c.AdoptBridge}
+	bs := bridge.Spec{Name: c.Bridge, MTU: c.MTU, Group: t.Spec.Group(), Alias: tenant.Alias(c.StateDir), Known: known, Adopt: c.AdoptBridge, NoIPv6: noIPv6(c)}
 	if _, err := bridge.Preflight(hs.nl, bs); err != nil {
 		return err
 	}
@@ -436,7 +452,7 @@ func (hs *host) build(c *netconf.Config, t *state.Tenant, known bool) error {
 			}
 		}
 	}
-	added, err := bridge.AddAddrs(hs.nl, br, t.Links.GatewayAddrs)
+	added, err := bridge.AddAddrs(hs.nl, br, t.Links.GatewayAddrs, up != "")
 	for _, a := range added {
 		if !slices.Contains(t.Undo.AddedAddrs, a) {
 			t.Undo.AddedAddrs = append(t.Undo.AddedAddrs, a)
@@ -520,6 +536,9 @@ func (hs *host) teardown(rec *state.Tenant, others []*state.Tenant) error {
 	}
 	if err := fw.Apply(specs); err != nil {
 		return fmt.Errorf("remove %s rules of tenant %s: %w", fw.Name(), rec.Spec.Bridge, err)
+	}
+	if err := hs.unfilter(rec, others); err != nil {
+		return err
 	}
 	if err := hs.unbuild(rec); err != nil {
 		return fmt.Errorf("tear down tenant %s: %w", rec.Spec.Bridge, err)
