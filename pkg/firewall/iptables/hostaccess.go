@@ -17,7 +17,10 @@ const chainHost = "TENANTNET-HOST"
 // multicast addresses); the rest is refused with the tenant's action: the
 // host's other addresses, other tenants' gateway and broadcast addresses
 // (Linux delivers a packet for any local broadcast address, whichever link
-// it came in on), multicast. A jump from TENANTNET-INPUT and a few rules in
+// it came in on), multicast. A connection DNATed to the host is no other
+// address of the host: the tenant's metadata service on an address of the
+// host's, and the replies to the host's own connections to a floating IP
+// (DNATed to a container). A jump from TENANTNET-INPUT and a few rules in
 // TENANTNET-HOST, whatever the number of tenants; logDrop says whether a
 // rule jumps to TENANTNET-LOG-DROP.
 func hostAccess(ts []tenant.Spec, v6 bool) (jump, host []rule, logDrop bool) {
@@ -36,6 +39,7 @@ func hostAccess(ts []tenant.Spec, v6 bool) (jump, host []rule, logDrop bool) {
 		}
 	}
 	add(&host, chainHost, []string{"-m", "addrtype", "--dst-type", "LOCAL", "--limit-iface-in"}, global, []string{"-j", "RETURN"})
+	add(&host, chainHost, []string{"-m", "conntrack", "--ctstate", "DNAT"}, global, []string{"-j", "RETURN"})
 	for _, a := range tenant.DropActions {
 		if !slices.ContainsFunc(ts, func(t tenant.Spec) bool { return t.HostOnly() && t.Drop == a }) {
 			continue

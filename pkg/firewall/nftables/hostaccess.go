@@ -14,8 +14,11 @@ import (
 // advertisements (which come to multicast addresses). The rest is refused
 // with the tenant's action: the host's other addresses, other tenants'
 // gateway and broadcast addresses (Linux delivers a packet for any local
-// broadcast address, whichever link it came in on), multicast. One rule for
-// both families and every tenant (an IPv4 packet's protocol is never
+// broadcast address, whichever link it came in on), multicast. A connection
+// DNATed to the host is no other address of the host: the tenant's
+// metadata service on an address of the host's, and the replies to the
+// host's own connections to a floating IP (DNATed to a container). One rule
+// for both families and every tenant (an IPv4 packet's protocol is never
 // ICMPv6, so the neighbour discovery exception is IPv6's alone).
 func (d *desc) describeHostAccess(p plan) {
 	if len(p.hostonly) == 0 {
@@ -49,5 +52,5 @@ func (d *desc) describeHostAccess(p plan) {
 		&expr.Meta{Key: expr.MetaKeyIIFNAME, Register: reg1},
 		&expr.Lookup{SourceRegister: reg1, SetName: "action", IsDestRegSet: true},
 	}
-	d.rule("input", nil, fromHostOnly, notND, notLocal, action)
+	d.rule("input", nil, fromHostOnly, notND, notLocal, notDNATed(), action)
 }
