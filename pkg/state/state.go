@@ -50,6 +50,9 @@ type Links struct {
 	Hairpin       bool   `json:"hairpin,omitempty"`
 	// GatewayAddrs are the bridge addresses with the subnet's length.
 	GatewayAddrs []netip.Prefix `json:"gatewayAddrs,omitempty"`
+	// BridgeMAC is the bridge's MAC as built (nat.forceRanges send frames
+	// to it).
+	BridgeMAC string `json:"bridgeMac,omitempty"`
 }
 
 // Uplink is the link enslaved to the tenant's bridge: the VLAN link, the

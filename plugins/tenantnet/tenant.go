@@ -417,6 +417,9 @@ func (hs *host) build(c *netconf.Config, t *state.Tenant, known bool) error {
 
 	br, created, prev, err := bridge.Ensure(hs.nl, bs)
 	t.Undo.CreatedBridge = t.Undo.CreatedBridge || created
+	if br != nil {
+		t.Links.BridgeMAC = br.Attrs().HardwareAddr.String()
+	}
 	if !t.Undo.CreatedBridge {
 		if prev.Group != nil && t.Undo.PrevGroup == nil {
 			t.Undo.PrevGroup = prev.Group
