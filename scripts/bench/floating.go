@@ -1,7 +1,6 @@
 package main
 
 import (
-	"errors"
 	"fmt"
 	"math"
 	"net"
@@ -200,21 +199,8 @@ func (b *bench) floating() error {
 			c.ID = fmt.Sprintf("%s%s-lat-%d", prefix, h.K.Short, i+b.o.Warmup)
 			a := withFloat(h, c, "ADD", i+b.o.Warmup).run(b.ctx)
 			d := withFloat(h, c, "DEL", i+b.o.Warmup).run(b.ctx)
-			if i < 0 {
-				if err := errors.Join(a.Err, d.Err); err != nil {
-					return fmt.Errorf("warm-up: %w", err)
-				}
-				continue
-			}
-			for _, o := range []struct {
-				o  outcome
-				to *durs
-			}{{a, &st.Add}, {d, &st.Del}} {
-				if o.o.Err != nil {
-					st.fail(o.o.Err)
-				} else {
-					*o.to = append(*o.to, o.o.Dur)
-				}
+			if err := st.record(i, a, d); err != nil {
+				return err
 			}
 		}
 	}

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"math"
 	"net"
@@ -252,21 +251,8 @@ func (b *bench) names() error {
 			c.ID = fmt.Sprintf("%s%s-lat-%d", prefix, h.K.Short, i+b.o.Warmup)
 			a := named(h, c, "ADD").run(b.ctx)
 			d := named(h, c, "DEL").run(b.ctx)
-			if i < 0 {
-				if err := errors.Join(a.Err, d.Err); err != nil {
-					return fmt.Errorf("warm-up: %w", err)
-				}
-				continue
-			}
-			for _, o := range []struct {
-				o  outcome
-				to *durs
-			}{{a, &st.Add}, {d, &st.Del}} {
-				if o.o.Err != nil {
-					st.fail(o.o.Err)
-				} else {
-					*o.to = append(*o.to, o.o.Dur)
-				}
+			if err := st.record(i, a, d); err != nil {
+				return err
 			}
 		}
 	}

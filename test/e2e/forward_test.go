@@ -66,15 +66,15 @@ func TestForwardAllowList(t *testing.T) {
 	// One way only, so that no refused reply hides what passed: UDP out
 	// through eth1 does not arrive, and UDP into the tenant through eth1
 	// does not either; through eth0 both do.
-	sink1, sink2 := out1.SinkUDP(t, outsideAddr+":5000"), out2.SinkUDP(t, "203.0.113.2:5000")
-	lsink := l[0].SinkUDP(t, lip[0]+":5000")
+	sink1, sink2 := out1.ListenUDP(t, outsideAddr+":5000"), out2.ListenUDP(t, "203.0.113.2:5000")
+	lsink := l[0].ListenUDP(t, lip[0]+":5000")
 	for _, up := range []string{"eth0", "eth1"} {
 		h.Sh(t, "iptables", "-t", "nat", "-A", "PREROUTING", "-i", up, "-p", "udp", "--dport", "9100", "-j", "DNAT", "--to-destination", lip[0]+":5000")
 	}
 	for i, c := range []struct {
 		from *harness.NS
 		to   string
-		sink *harness.Sink
+		sink <-chan []byte
 		want bool
 	}{
 		{l[0].NS, outsideAddr + ":5000", sink1, true},
@@ -86,7 +86,7 @@ func TestForwardAllowList(t *testing.T) {
 		if err := c.from.SendUDP(c.to, msg); err != nil {
 			t.Fatal(err)
 		}
-		if got := c.sink.Received(msg, time.Second); got != c.want {
+		if got := harness.Received(c.sink, []byte(msg), time.Second); got != c.want {
 			t.Fatalf("UDP from %s to %s arrived: %v, want %v", c.from.Name, c.to, got, c.want)
 		}
 	}

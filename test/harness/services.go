@@ -8,7 +8,6 @@ import (
 	"net/http"
 	"net/netip"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -20,13 +19,7 @@ import (
 // address it came from: a UDP flow's peer, to prove where it arrives.
 func (n *NS) ServeUDP(t testing.TB, addr string) {
 	t.Helper()
-	var c net.PacketConn
-	n.Do(t, func() error {
-		var err error
-		c, err = net.ListenPacket("udp4", addr)
-		return err
-	})
-	t.Cleanup(func() { c.Close() })
+	c := n.listenUDP(t, addr)
 	go func() {
 		buf := make([]byte, 1500)
 		for {
@@ -37,43 +30,6 @@ func (n *NS) ServeUDP(t testing.TB, addr string) {
 			_, _ = c.WriteTo([]byte(from.(*net.UDPAddr).IP.String()), from)
 		}
 	}()
-}
-
-// AskUDP sends one datagram from local (host:port: a fixed source port
-// keeps the flow's conntrack entry) to addr and returns the answer.
-func (n *NS) AskUDP(local, addr string, timeout time.Duration) (string, error) {
-	var c net.PacketConn
-	err := n.Run(func() error {
-		var err error
-		lc := net.ListenConfig{Control: func(_, _ string, rc syscall.RawConn) error {
-			var serr error
-			err := rc.Control(func(fd uintptr) { serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_REUSEADDR, 1) })
-			if err != nil {
-				return err
-			}
-			return serr
-		}}
-		c, err = lc.ListenPacket(context.Background(), "udp4", local)
-		return err
-	})
-	if err != nil {
-		return "", err
-	}
-	defer c.Close()
-	to, err := net.ResolveUDPAddr("udp4", addr)
-	if err != nil {
-		return "", err
-	}
-	if _, err := c.WriteTo([]byte("tenantnet"), to); err != nil {
-		return "", err
-	}
-	_ = c.SetReadDeadline(time.Now().Add(timeout))
-	buf := make([]byte, 64)
-	nr, _, err := c.ReadFrom(buf)
-	if err != nil {
-		return "", err
-	}
-	return string(buf[:nr]), nil
 }
 
 // ServeHTTP runs an HTTP server on addr inside n that answers every
@@ -136,52 +92,6 @@ func (n *NS) Conntrack(t testing.TB, addr string) []string {
 		return err
 	})
 	return out
-}
-
-// Sink counts the UDP datagrams that reach an address inside a namespace:
-// one-way traffic, which no reply of the other direction can make or mar.
-type Sink struct{ got chan string }
-
-// SinkUDP listens on addr (host:port) inside n until the test ends.
-func (n *NS) SinkUDP(t testing.TB, addr string) *Sink {
-	t.Helper()
-	var c net.PacketConn
-	n.Do(t, func() error {
-		var err error
-		c, err = net.ListenPacket("udp4", addr)
-		return err
-	})
-	t.Cleanup(func() { c.Close() })
-	s := &Sink{got: make(chan string, 64)}
-	go func() {
-		buf := make([]byte, 1500)
-		for {
-			nr, _, err := c.ReadFrom(buf)
-			if err != nil {
-				return
-			}
-			select {
-			case s.got <- string(buf[:nr]):
-			default:
-			}
-		}
-	}()
-	return s
-}
-
-// Received reports whether msg arrived within timeout.
-func (s *Sink) Received(msg string, timeout time.Duration) bool {
-	deadline := time.After(timeout)
-	for {
-		select {
-		case m := <-s.got:
-			if m == msg {
-				return true
-			}
-		case <-deadline:
-			return false
-		}
-	}
 }
 
 // SendUDP sends one datagram with msg from inside n to addr.

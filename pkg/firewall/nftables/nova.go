@@ -170,21 +170,11 @@ func (d *desc) describeFloatSNAT(saddr, daddr, oifname expr.Any) {
 		&expr.Lookup{SourceRegister: reg1, SetName: floatSNAT.Name, DestRegister: reg1, IsDestRegSet: true},
 		&expr.NAT{Type: expr.NATTypeSourceNAT, Family: unix.NFPROTO_IPV4, RegAddrMin: reg1, RegAddrMax: reg1}})
 	d.rule("postrouting", nil, nfproto(true), []expr.Any{saddr, daddr, &expr.Lookup{SourceRegister: reg1, SetName: "natinner4"}},
-		isDNATed(), []expr.Any{
+		dnated(true), []expr.Any{
 			&expr.Payload{DestRegister: reg1, Base: expr.PayloadBaseNetworkHeader, Offset: daddrOff(true), Len: 4},
 			&expr.Lookup{SourceRegister: reg1, SetName: floatFixed.Name},
 			&expr.Masq{},
 		})
-}
-
-// isDNATed matches a packet of a DNATed connection.
-func isDNATed() []expr.Any {
-	return []expr.Any{
-		&expr.Ct{Register: reg1, Key: expr.CtKeySTATUS},
-		&expr.Bitwise{SourceRegister: reg1, DestRegister: reg1, Len: 4,
-			Mask: binaryutil.NativeEndian.PutUint32(ipsDstNAT), Xor: binaryutil.NativeEndian.PutUint32(0)},
-		&expr.Cmp{Op: expr.CmpOpNeq, Register: reg1, Data: binaryutil.NativeEndian.PutUint32(0)},
-	}
 }
 
 func clone(s *nftables.Set) *nftables.Set { c := *s; return &c }

@@ -136,7 +136,7 @@ func describe(p plan) *desc {
 	// know (invalid, untracked), with the tenant's own action. Two rules, as
 	// "ct status" says nothing about a packet without a connection.
 	fromOutside := []expr.Any{&expr.Meta{Key: iif, Register: reg1}, &expr.Lookup{SourceRegister: reg1, SetName: "bridges", Invert: true}}
-	d.rule("forward", nil, fromOutside, in(oif, "bridges"), ctState(expr.CtStateBitNEW), notDNATed(), vmap(oif))
+	d.rule("forward", nil, fromOutside, in(oif, "bridges"), ctState(expr.CtStateBitNEW), dnated(false), vmap(oif))
 	d.rule("forward", nil, fromOutside, in(oif, "bridges"), ctState(expr.CtStateBitINVALID|expr.CtStateBitUNTRACKED), vmap(oif))
 
 	// input: a tenant reaches its own gateway, but no other tenant's when
@@ -293,7 +293,7 @@ func (d *desc) describeNAT(p plan) {
 		}
 		d.addSet(&nftables.Set{Name: "natinner" + f, KeyType: pair, Interval: true, Concatenation: true}, inner)
 		d.rule("postrouting", nil, nfproto(v4), []expr.Any{saddr, daddr, &expr.Lookup{SourceRegister: reg1, SetName: "natinner" + f}},
-			notDNATed(), untranslated)
+			dnated(false), untranslated)
 		if v4 && p.floating {
 			d.describeFloatSNAT(saddr, daddr, oifname)
 		}
@@ -375,13 +375,18 @@ func ctState(mask uint32) []expr.Any {
 	}
 }
 
-// notDNATed matches a packet of a connection that was not DNATed.
-func notDNATed() []expr.Any {
+// dnated matches a packet of a connection that was DNATed (want true) or
+// was not (false).
+func dnated(want bool) []expr.Any {
+	op := expr.CmpOpEq
+	if want {
+		op = expr.CmpOpNeq
+	}
 	return []expr.Any{
 		&expr.Ct{Register: reg1, Key: expr.CtKeySTATUS},
 		&expr.Bitwise{SourceRegister: reg1, DestRegister: reg1, Len: 4,
 			Mask: binaryutil.NativeEndian.PutUint32(ipsDstNAT), Xor: binaryutil.NativeEndian.PutUint32(0)},
-		&expr.Cmp{Op: expr.CmpOpEq, Register: reg1, Data: binaryutil.NativeEndian.PutUint32(0)},
+		&expr.Cmp{Op: op, Register: reg1, Data: binaryutil.NativeEndian.PutUint32(0)},
 	}
 }
 
