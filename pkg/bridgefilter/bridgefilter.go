@@ -64,12 +64,17 @@ type Tenant struct {
 	// Gateways are the host's addresses on the bridge, fenced at Uplink;
 	// empty for a tenant the host does not route.
 	Gateways []netip.Addr
+	// Force are the tenant's nat.forceRanges: frames from the tenant's
+	// subnets to them are sent to the bridge's own MAC (force.go).
+	Force []Force
+	// MAC is the bridge's MAC, where Force sends frames.
+	MAC string
 }
 
 func (t Tenant) fenced() bool { return t.Uplink != "" && len(t.Gateways) > 0 }
 
 // Needed reports whether the tenant needs the table at all.
-func (t Tenant) Needed() bool { return t.PortSecurity || t.fenced() }
+func (t Tenant) Needed() bool { return t.PortSecurity || t.fenced() || len(t.Force) > 0 }
 
 // Port is one container port: what it may send as. It is recorded with the
 // attachment so that DEL and GC remove exactly these elements without the
@@ -246,12 +251,18 @@ func addDel(c *nftables.Conn, e setElems) error {
 
 // Present is ADD's fast-path check, one netlink round trip: a fenced
 // tenant's uplink is in the fenced set; for port security, the rule that
-// sends ports to their checks is in place. An operator's `nft flush
+// sends ports to their checks is in place (with nat.forceRanges, one more:
+// the tenant's first forced pair is in its map). An operator's `nft flush
 // ruleset` fails it, and ADD rebuilds the table from the records.
 func (f *Filter) Present(t Tenant) (bool, error) {
 	c, err := f.c()
 	if err != nil {
 		return false, err
+	}
+	if set, key := forceKey(t); set != nil {
+		if has, err := hasElems(c, set, [][]byte{key}); err != nil || !has {
+			return has, err
+		}
 	}
 	switch {
 	case t.fenced():

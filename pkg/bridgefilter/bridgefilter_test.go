@@ -118,3 +118,58 @@ func TestDisjointDropsNestedAndRepeated(t *testing.T) {
 		t.Fatalf("got %v", got)
 	}
 }
+
+// nat.forceRanges: a tenant with nothing else to filter still gets the
+// table; two tenants may force the same range (their sources differ);
+// Present and Check see the elements and miss them when they are gone.
+func TestForceElements(t *testing.T) {
+	n := harness.NewNS(t, "bf")
+	before := n.Snapshot(t)
+	var f *Filter
+	forced := func(br, mac, from string) Tenant {
+		to := []string{"192.0.2.0/24", "2001:db8::/64"}
+		if strings.Contains(from, ".") {
+			to = to[:1]
+		}
+		tn := Tenant{Bridge: br, MAC: mac}
+		for _, r := range to {
+			tn.Force = append(tn.Force, Force{From: netip.MustParsePrefix(from), To: netip.MustParsePrefix(r)})
+		}
+		return tn
+	}
+	a, b := forced("br4", "02:00:00:00:00:0a", "10.1.4.0/24"), forced("br5", "02:00:00:00:00:0b", "10.1.5.0/24")
+	b.Force = append(b.Force, Force{From: netip.MustParsePrefix("fd00:5::/64"), To: netip.MustParsePrefix("2001:db8::/64")})
+	if !a.Needed() {
+		t.Fatal("a tenant with forced ranges does not need the table")
+	}
+	n.Do(t, func() error { f = New(); return f.Ready() })
+	n.Do(t, func() error { return f.Sync([]Tenant{a, b}, nil, nil) })
+	out := n.Sh(t, "nft", "list", "table", "bridge", TableName)
+	harness.MustContain(t, out, "10.1.4.0/24 . 192.0.2.0/24 : 02:00:00:00:00:0a", "10.1.5.0/24 . 192.0.2.0/24 : 02:00:00:00:00:0b",
+		"fd00:5::/64 . 2001:db8::/64 : 02:00:00:00:00:0b", "ether daddr set", "meta pkttype set host")
+	n.Do(t, func() error {
+		for _, tn := range []Tenant{a, b} {
+			if ok, err := f.Present(tn); !ok || err != nil {
+				t.Errorf("Present(%s) = %v, %v", tn.Bridge, ok, err)
+			}
+			if err := f.Check([]Tenant{a, b}, tn, nil); err != nil {
+				t.Errorf("Check(%s): %v", tn.Bridge, err)
+			}
+		}
+		return nil
+	})
+	n.Sh(t, "nft", "delete", "element", "bridge", TableName, "force4", "{", "10.1.4.0/24 . 192.0.2.0/24", "}")
+	n.Do(t, func() error {
+		if ok, _ := f.Present(a); ok {
+			t.Error("Present with the forced pair gone")
+		}
+		if err := f.Check([]Tenant{a, b}, a, nil); err == nil || !strings.Contains(err.Error(), "force4") {
+			t.Errorf("Check with the forced pair gone: %v", err)
+		}
+		return nil
+	})
+	n.Do(t, func() error { return f.Sync(nil, []Tenant{a, b}, nil) })
+	if after := n.Snapshot(t); after != before {
+		t.Fatalf("teardown left:\n%s", harness.Diff(before, after))
+	}
+}

@@ -25,10 +25,10 @@ func macKey(mac net.HardwareAddr) []byte {
 }
 
 // tenantElems are a tenant's elements: its fenced uplink and the gateway
-// addresses fenced there.
+// addresses fenced there, its forced ranges.
 func tenantElems(t Tenant) []setElems {
 	if !t.fenced() {
-		return nil
+		return forceElems(t)
 	}
 	owner := "tenant " + t.Bridge
 	up := ifname(t.Uplink)
@@ -44,7 +44,7 @@ func tenantElems(t Tenant) []setElems {
 			out = append(out, e)
 		}
 	}
-	return out
+	return append(out, forceElems(t)...)
 }
 
 // portElems are a port's elements: its MACs, and per MAC the IPv4 and IPv6

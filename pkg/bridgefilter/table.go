@@ -124,12 +124,13 @@ func (d *desc) rule(chain, ud string, exprs ...[]expr.Any) {
 // no fenced uplink), so the count stays small; there is never a rule per
 // tenant or per port.
 func describe(tenants []Tenant) *desc {
-	var ports, fence bool
+	var ports, fence, force bool
 	for _, t := range tenants {
 		ports = ports || t.PortSecurity
 		fence = fence || t.fenced()
+		force = force || len(t.Force) > 0
 	}
-	if !ports && !fence {
+	if !ports && !fence && !force {
 		return nil
 	}
 	accept := nftables.ChainPolicyAccept
@@ -147,7 +148,7 @@ func describe(tenants []Tenant) *desc {
 	for _, n := range []string{chainPort, chainARP, chainIP4, chainIP6, chainFenceIn, chainFenceOut} {
 		d.chains = append(d.chains, &nftables.Chain{Name: n, Table: table})
 	}
-	for _, s := range []*nftables.Set{setMAC, setIP4, setIP6, setFenced, setFence4, setFence6} {
+	for _, s := range []*nftables.Set{setMAC, setIP4, setIP6, setFenced, setFence4, setFence6, setForce4, setForce6} {
 		d.sets = append(d.sets, setElems{set: s})
 	}
 	d.sets = append(d.sets, setElems{set: setNoServe, elems: noServe()}, setElems{set: setDHCP, elems: dhcpPorts()})
@@ -160,6 +161,9 @@ func describe(tenants []Tenant) *desc {
 		d.rule(chainForward, "", lookup(meta(expr.MetaKeyOIFNAME, reg1), setFenced), jump(chainFenceOut))
 		d.fence(chainFenceIn, expr.MetaKeyIIFNAME)
 		d.fence(chainFenceOut, expr.MetaKeyOIFNAME)
+	}
+	if force {
+		d.force()
 	}
 	if ports {
 		d.ports()

@@ -48,7 +48,7 @@ type collectedView struct {
 }
 
 type gcResult struct {
-	DryRun    bool        `json:"dryRun"`
+	DryRun    bool            `json:"dryRun"`
 	Collected []collectedView `json:"collected"`
 	problems
 }

@@ -52,14 +52,6 @@ func (n *network) spec() *state.Tenant {
 	return nil
 }
 
-// where names the network in messages.
-func (n *network) where() string {
-	if n.Bridge == "" {
-		return "network " + n.Name
-	}
-	return fmt.Sprintf("network %s (bridge %s)", n.Name, n.Bridge)
-}
-
 // inventory is every tenantnet network this host knows, and what stood in
 // the way of reading them.
 type inventory struct {

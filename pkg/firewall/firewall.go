@@ -25,6 +25,16 @@ type Backend interface {
 	Check(all []tenant.Spec, t tenant.Spec) error
 	// Ready reports why the backend cannot work on this host, if it cannot.
 	Ready() error
+
+	// Floating IPs are data of containers, changed under the host lock
+	// between the tenant changes that Apply makes (which are given them in
+	// tenant.Spec.Floats). all is every floating IP of the host after the
+	// change: nftables adds or removes f's map elements, iptables rewrites
+	// its floating IP chains from all.
+	AddFloat(f tenant.Float, all []tenant.Float) error
+	DelFloat(f tenant.Float, all []tenant.Float) error
+	// CheckFloat names what of f's elements or rules is missing.
+	CheckFloat(f tenant.Float) error
 }
 
 // New returns the backend called name: "iptables" or "nftables"; "auto"

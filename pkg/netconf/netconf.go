@@ -80,6 +80,10 @@ type Config struct {
 	DNS      types.DNS
 	// Names is nil unless the network sets `names`.
 	Names *names.Request
+	// nova's remaining features (nova.go): nil or empty unless set.
+	Floating *tenant.Floating
+	Metadata *tenant.Metadata
+	Forward  []string
 
 	Requests *rtargs.Requests
 
@@ -137,6 +141,9 @@ type rawConf struct {
 	HostAccess      string          `json:"hostAccess"`
 	Names           json.RawMessage `json:"names"`
 	AdoptBridge     bool            `json:"adoptBridge"`
+	FloatingIPs     json.RawMessage `json:"floatingIPs"`
+	Metadata        json.RawMessage `json:"metadata"`
+	Forward         json.RawMessage `json:"forwardInterfaces"`
 }
 
 // topKeys are every key a tenantnet config may carry: ours and those the CNI
@@ -147,9 +154,10 @@ var topKeys = []string{
 	"vlan", "trunk", "bridge", "vlanInterface", "vlanMac", "mtu", "gateway", "nat", "isolation",
 	"firewallBackend", "dropAction", "hairpinMode", "stateDir", "portSecurity", "hostAccess",
 	"firewallBackend", "dropAction", "hairpinMode", "stateDir", "names", "adoptBridge",
+	"floatingIPs", "metadata", "forwardInterfaces",
 }
 
-var natKeys = []string{"outInterface", "sourceIP", "exempt"}
+var natKeys = []string{"outInterface", "sourceIP", "exempt", "forceRanges"}
 
 // Parse validates the config of one plugin invocation. cniArgs is CNI_ARGS.
 func Parse(stdin []byte, cniArgs string) (*Config, error) {
@@ -279,6 +287,9 @@ func Parse(stdin []byte, cniArgs string) (*Config, error) {
 	if err := c.parseNAT(r.NAT); err != nil {
 		return nil, err
 	}
+	if err := c.parseNova(&r); err != nil {
+		return nil, err
+	}
 	if c.MTU != 0 && c.MTU < 1280 {
 		for _, rg := range c.IPAM.Ranges {
 			if !rg.Subnet.Addr().Is4() {
@@ -295,6 +306,9 @@ func Parse(stdin []byte, cniArgs string) (*Config, error) {
 		return nil, err
 	}
 	if err := c.checkPairs(reqs.Pairs); err != nil {
+		return nil, err
+	}
+	if err := c.checkFloating(reqs); err != nil {
 		return nil, err
 	}
 	c.Requests = reqs
@@ -352,6 +366,7 @@ func (c *Config) parseNAT(raw json.RawMessage) error {
 		OutInterface string   `json:"outInterface"`
 		SourceIP     string   `json:"sourceIP"`
 		Exempt       []string `json:"exempt"`
+		ForceRanges  []string `json:"forceRanges"`
 	}
 	if err := jsonx.Decode(raw, &nj, "nat", natKeys); err != nil {
 		return err
@@ -389,6 +404,11 @@ func (c *Config) parseNAT(raw json.RawMessage) error {
 		}
 		n.Exempt = append(n.Exempt, p.Masked())
 	}
+	force, err := c.forceRanges(nj.ForceRanges)
+	if err != nil {
+		return err
+	}
+	n.ForceRanges = force
 	c.NAT = n
 	return nil
 }

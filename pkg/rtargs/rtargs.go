@@ -1,8 +1,8 @@
 // Package rtargs reads what a runtime asks for one attachment: static
-// addresses, a MAC address, names and allowed address pairs. Runtimes say it
-// in three ways: CNI_ARGS (podman's IP= and MAC=), "args": {"cni": {...}} in
-// the config, and the "ips" / "mac" capabilities in "runtimeConfig"
-// (containerd, cnitool CAP_ARGS).
+// addresses, a MAC address, names, allowed address pairs and a floating IP.
+// Runtimes say it in three ways: CNI_ARGS (podman's IP= and MAC=), "args":
+// {"cni": {...}} in the config, and the "ips" / "mac" capabilities in
+// "runtimeConfig" (containerd, cnitool CAP_ARGS).
 package rtargs
 
 import (
@@ -28,6 +28,10 @@ type Requests struct {
 	// Names is what may name the container, unvalidated: it matters only
 	// when the network has names (netconf validates it then).
 	Names names.Args
+	// Floating is the floating IP asked for (invalid: none), from
+	// FloatingFrom; netconf checks it against the network's pool.
+	Floating     netip.Addr
+	FloatingFrom string
 }
 
 // PairsField is where allowed address pairs come from, for messages.
@@ -48,23 +52,25 @@ type IP struct {
 type stdin struct {
 	Args *struct {
 		CNI *struct {
-			IPs   []string          `json:"ips"`
-			MAC   string            `json:"mac"`
-			Names []string          `json:"names"`
-			Pairs []json.RawMessage `json:"allowedAddressPairs"`
+			IPs        []string          `json:"ips"`
+			MAC        string            `json:"mac"`
+			Names      []string          `json:"names"`
+			Pairs      []json.RawMessage `json:"allowedAddressPairs"`
+			FloatingIP string            `json:"floatingIP"`
 		} `json:"cni"`
 	} `json:"args"`
 	RuntimeConfig *struct {
-		IPs     []string        `json:"ips"`
-		MAC     string          `json:"mac"`
-		Aliases json.RawMessage `json:"aliases"`
+		IPs        []string        `json:"ips"`
+		MAC        string          `json:"mac"`
+		Aliases    json.RawMessage `json:"aliases"`
+		FloatingIP string          `json:"floatingIP"`
 	} `json:"runtimeConfig"`
 }
 
 // knownArgs are CNI_ARGS keys runtimes send that we accept without
 // IgnoreUnknown.
 var knownArgs = map[string]bool{
-	"IP": true, "MAC": true, "IgnoreUnknown": true,
+	"IP": true, "MAC": true, "FLOATING_IP": true, "IgnoreUnknown": true,
 	"K8S_POD_NAMESPACE": true, "K8S_POD_NAME": true, "K8S_POD_INFRA_CONTAINER_ID": true, "K8S_POD_UID": true,
 }
 
@@ -85,6 +91,7 @@ func Parse(config []byte, cniArgs string) (*Requests, error) {
 	var ips []string
 	var ipsFrom string
 	macStr, macFrom := kv["MAC"], "CNI_ARGS MAC"
+	floatStr, floatFrom := kv["FLOATING_IP"], "CNI_ARGS FLOATING_IP"
 	if v := kv["IP"]; v != "" {
 		ips, ipsFrom = strings.Split(v, ","), "CNI_ARGS IP"
 	}
@@ -106,6 +113,9 @@ func Parse(config []byte, cniArgs string) (*Requests, error) {
 			r.Pairs = append(r.Pairs, pair)
 		}
 		r.Names.Names = in.Args.CNI.Names
+		if in.Args.CNI.FloatingIP != "" {
+			floatStr, floatFrom = in.Args.CNI.FloatingIP, "args.cni.floatingIP"
+		}
 	}
 	if rc := in.RuntimeConfig; rc != nil {
 		if len(rc.IPs) > 0 {
@@ -115,6 +125,9 @@ func Parse(config []byte, cniArgs string) (*Requests, error) {
 			macStr, macFrom = rc.MAC, "runtimeConfig.mac"
 		}
 		r.Names.Aliases = rc.Aliases
+		if rc.FloatingIP != "" {
+			floatStr, floatFrom = rc.FloatingIP, "runtimeConfig.floatingIP"
+		}
 	}
 	for _, s := range ips {
 		s = strings.TrimSpace(s)
@@ -145,6 +158,13 @@ func Parse(config []byte, cniArgs string) (*Requests, error) {
 			return nil, err
 		}
 		r.MAC = mac
+	}
+	if floatStr = strings.TrimSpace(floatStr); floatStr != "" {
+		a, err := netip.ParseAddr(floatStr)
+		if err != nil || a.Zone() != "" || a.Is4In6() {
+			return nil, cnierr.Config(floatFrom, "%q is not an IP address such as \"203.0.113.5\"", floatStr)
+		}
+		r.Floating, r.FloatingFrom = a, floatFrom
 	}
 	return r, nil
 }
@@ -230,7 +250,7 @@ func parseCNIArgs(s string) (map[string]string, error) {
 	if len(unknown) > 0 {
 		ig := strings.ToLower(kv["IgnoreUnknown"])
 		if ig != "1" && ig != "true" {
-			return nil, cnierr.Env("CNI_ARGS: unknown key(s) %s; known keys are IP, MAC and K8S_POD_*; add IgnoreUnknown=1 to ignore others", strings.Join(unknown, ", "))
+			return nil, cnierr.Env("CNI_ARGS: unknown key(s) %s; known keys are IP, MAC, FLOATING_IP and K8S_POD_*; add IgnoreUnknown=1 to ignore others", strings.Join(unknown, ", "))
 		}
 	}
 	return kv, nil

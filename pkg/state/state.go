@@ -50,6 +50,9 @@ type Links struct {
 	Hairpin       bool   `json:"hairpin,omitempty"`
 	// GatewayAddrs are the bridge addresses with the subnet's length.
 	GatewayAddrs []netip.Prefix `json:"gatewayAddrs,omitempty"`
+	// BridgeMAC is the bridge's MAC as built (nat.forceRanges send frames
+	// to it).
+	BridgeMAC string `json:"bridgeMac,omitempty"`
 }
 
 // Uplink is the link enslaved to the tenant's bridge: the VLAN link, the
@@ -99,6 +102,10 @@ type Attachment struct {
 	// whether or not the tenant has port security, so turning it on later
 	// finds every container's data.
 	Port *bridgefilter.Port `json:"port,omitempty"`
+	// Floating is the floating IP the attachment holds, recorded before
+	// the address goes on the host's interface, so that DEL, GC and an
+	// ADD's undo find it.
+	Floating *tenant.Float `json:"floating,omitempty"`
 	// Since is when ADD attached the container (tenantctl show).
 	Since time.Time `json:"since,omitzero"`
 }

@@ -21,6 +21,10 @@ type NAT struct {
 	SourceIP netip.Addr `json:"sourceIP,omitzero"`
 	// Exempt destinations are never translated (nova's dmz_cidr).
 	Exempt []netip.Prefix `json:"exempt,omitempty"`
+	// ForceRanges are destinations always routed and translated, also
+	// where the tenant's bridge would deliver to them directly (nova's
+	// force_snat_range).
+	ForceRanges []netip.Prefix `json:"forceRanges,omitempty"`
 }
 
 // Spec is a tenant as the firewall sees it.
@@ -41,6 +45,19 @@ type Spec struct {
 	// HostAccess is HostAccessGateway (see HostOnly) or "all"; empty in
 	// records written before it existed (the behaviour of "all").
 	HostAccess string `json:"hostAccess,omitempty"`
+	// Floating enables floating IPs on the tenant (nova's 1:1 NAT).
+	Floating *Floating `json:"floating,omitempty"`
+	// Metadata is where the tenant's requests to MetadataIP:80 go.
+	Metadata *Metadata `json:"metadata,omitempty"`
+	// Forward, when set (nova's forward_bridge_interface), is every
+	// interface the tenant's routed traffic may leave or arrive by besides
+	// its own bridge.
+	Forward []string `json:"forward,omitempty"`
+
+	// Floats are the floating IPs the tenant's containers hold now: data
+	// of the containers, not of the tenant, so not part of its record. The
+	// caller of a firewall's Apply fills them in.
+	Floats []Float `json:"-"`
 }
 
 // HostAccessGateway is hostAccess "gateway".
@@ -61,17 +78,55 @@ type AddressPair struct {
 	MAC string `json:"macAddress,omitempty"`
 }
 
+// Floating is a tenant's floating IP configuration.
+type Floating struct {
+	// Interface is the host's public interface that carries the addresses.
+	Interface string         `json:"interface"`
+	Pool      []netip.Prefix `json:"pool"`
+}
+
+// Float is one floating IP held by a container: the address on the host's
+// Interface, translated 1:1 to the container's Fixed address on Bridge.
+type Float struct {
+	Addr      netip.Addr `json:"addr"`
+	Fixed     netip.Addr `json:"fixed"`
+	Interface string     `json:"interface"`
+	Bridge    string     `json:"bridge"`
+}
+
+// MetadataIP is the address containers ask for their metadata (nova's and
+// every cloud's), on TCP port MetadataPort.
+var MetadataIP = netip.MustParseAddr("169.254.169.254")
+
+// MetadataPort is the port containers ask on.
+const MetadataPort = 80
+
+// Metadata is a tenant's metadata service: where its containers' requests
+// to MetadataIP:MetadataPort are sent (nova's metadata_host and
+// metadata_port).
+type Metadata struct {
+	Addr netip.Addr `json:"addr"`
+	Port uint16     `json:"port"`
+}
+
 // Equal reports whether two specs would give the same rules.
 func (s Spec) Equal(o Spec) bool {
 	if s.Bridge != o.Bridge || s.Routed != o.Routed || s.Isolated != o.Isolated || s.Drop != o.Drop || s.PortSecurity != o.PortSecurity || s.HostAccess != o.HostAccess ||
 		!slices.Equal(s.Subnets, o.Subnets) || !slices.Equal(s.Gateways, o.Gateways) || (s.NAT == nil) != (o.NAT == nil) {
 		return false
 	}
+	if !slices.Equal(s.Forward, o.Forward) || !equalPtr(s.Metadata, o.Metadata) || (s.Floating == nil) != (o.Floating == nil) ||
+		s.Floating != nil && (s.Floating.Interface != o.Floating.Interface || !slices.Equal(s.Floating.Pool, o.Floating.Pool)) {
+		return false
+	}
 	if s.NAT == nil {
 		return true
 	}
-	return s.NAT.OutInterface == o.NAT.OutInterface && s.NAT.SourceIP == o.NAT.SourceIP && slices.Equal(s.NAT.Exempt, o.NAT.Exempt)
+	return s.NAT.OutInterface == o.NAT.OutInterface && s.NAT.SourceIP == o.NAT.SourceIP && slices.Equal(s.NAT.Exempt, o.NAT.Exempt) &&
+		slices.Equal(s.NAT.ForceRanges, o.NAT.ForceRanges)
 }
+
+func equalPtr[T comparable](a, b *T) bool { return a == b || a != nil && b != nil && *a == *b }
 
 // A tenant bridge's netdev group says what the tenant is, so a firewall can
 // treat every tenant in a few rules instead of a few rules per tenant

@@ -72,6 +72,9 @@ func cmdAdd(args *skel.CmdArgs) (err error) {
 			return err
 		}
 	}
+	if err := hs.floatPrepare(c, att); err != nil {
+		return err
+	}
 
 	// Host state: VLAN, bridge, gateway, rules; the attachment keeps the
 	// tenant from being torn down under us from here on.
@@ -141,6 +144,7 @@ func cmdAdd(args *skel.CmdArgs) (err error) {
 	for _, ipc := range res.IPs {
 		ipc.Interface = &contIdx
 	}
+	metadataRoute(c, res)
 	mac, err := containerif.Configure(cont, args.IfName, res, len(c.Requests.IPs) > 0)
 	if err != nil {
 		return fmt.Errorf("configure %s in %s: %w", args.IfName, args.Netns, err)
@@ -153,6 +157,16 @@ func cmdAdd(args *skel.CmdArgs) (err error) {
 		}
 	}
 	res.Interfaces[contIdx].Mac = mac.String()
+	if c.Requests.Floating.IsValid() {
+		rollback.push(func() error { return hs.floatRelease(c.Bridge, args.ContainerID, args.IfName, att.Floating) })
+		fixed := fixed4(res)
+		if !fixed.IsValid() {
+			return fmt.Errorf("floating IP %s: IPAM %s gave the container no IPv4 address to translate it to", c.Requests.Floating, c.IPAMType)
+		}
+		if err := hs.floatAdd(c, att, fixed); err != nil {
+			return err
+		}
+	}
 	if c.DNS.Nameservers != nil || c.DNS.Domain != "" || c.DNS.Search != nil || c.DNS.Options != nil {
 		res.DNS = c.DNS
 	}

@@ -14,10 +14,10 @@ import (
 
 // cmdDel removes an attachment. It needs neither the netns (containerd's
 // second DEL has none) nor a valid rest of the config, and succeeds when
-// everything is gone already. It does not flush conntrack: that means a dump
-// of the whole table per DEL (slower the busier the host), while a released
-// address's entries expire on their own and round-robin allocation does not
-// hand the address out again soon.
+// everything is gone already. It flushes no conntrack entries of the fixed
+// address (a released address's entries expire on their own and round-robin
+// allocation does not hand it out again soon), only those of a floating IP,
+// filtered in the kernel (pkg/conntrack).
 func cmdDel(args *skel.CmdArgs) error {
 	m, err := netconf.ParseMinimal(args.StdinData)
 	if err != nil {
@@ -47,18 +47,24 @@ func cmdDel(args *skel.CmdArgs) error {
 // was the last is the caller's (maybeTeardown).
 func (hs *host) detach(bridge, cid, ifName string, att *state.Attachment, release func() error) error {
 	// Unregistering a veth waits on the kernel (an RCU grace period, ~15 ms
-	// here): meanwhile forget the port (before its addresses are released)
-	// and release the addresses (IPAM uses no netlink).
+	// here): meanwhile give up a floating IP (removing its rules makes the
+	// kernel wait for a grace period too, when a netfilter socket closes),
+	// forget the port (before its addresses are released) and release the
+	// addresses (IPAM uses no netlink): nothing may be translated to the
+	// fixed address once IPAM can hand it out again.
 	gone := make(chan error, 1)
 	go func() { gone <- deleteHostVeth(hs, bridge, cid, ifName, att) }()
-	var portErr, releaseErr error
+	var floatErr, portErr, releaseErr error
 	if att != nil {
+		if att.Floating != nil {
+			floatErr = hs.floatReleaseApart(bridge, cid, ifName, att.Floating)
+		}
 		portErr = hs.forgetPort(bridge, att.Port)
 	}
-	if release != nil {
+	if release != nil && floatErr == nil {
 		releaseErr = release()
 	}
-	if err := <-gone; err != nil {
+	if err := errors.Join(<-gone, floatErr); err != nil {
 		return err
 	}
 	if err := errors.Join(portErr, releaseErr); err != nil {

@@ -33,6 +33,16 @@ func filterTenant(t *state.Tenant) bridgefilter.Tenant {
 	if t.Spec.Routed {
 		ft.Gateways = t.Spec.Gateways
 	}
+	if n := t.Spec.NAT; n != nil && t.Spec.Routed {
+		ft.MAC = t.Links.BridgeMAC
+		for _, s := range t.Spec.Subnets {
+			for _, r := range n.ForceRanges {
+				if r.Addr().Is4() == s.Addr().Is4() {
+					ft.Force = append(ft.Force, bridgefilter.Force{From: s, To: r})
+				}
+			}
+		}
+	}
 	return ft
 }
 
@@ -100,6 +110,8 @@ func (hs *host) syncFilter(next, rec *state.Tenant, others []*state.Tenant) erro
 		return nil
 	case me.PortSecurity:
 		return cnierr.Config("portSecurity", "port security needs nf_tables with its bridge family (%s), which does not work here: %v; load nf_tables, or set \"portSecurity\": false to run network %q without it", hs.bf.Name(), err, next.Network)
+	case len(me.Force) > 0:
+		return cnierr.Config("nat.forceRanges", "forced ranges need nf_tables with its bridge family (%s), which does not work here: %v; load nf_tables, or drop nat.forceRanges from network %q", hs.bf.Name(), err, next.Network)
 	case me.Needed():
 		fmt.Fprintf(os.Stderr, "tenantnet: warning: tenant %s: the gateway fence on %s is not installed (%v); do not share its gateway address with other hosts\n", next.Spec.Bridge, me.Uplink, err)
 		return nil

@@ -36,6 +36,9 @@ func desired(c *netconf.Config) *state.Tenant {
 			Isolated: c.Isolation == netconf.IsolationTenant,
 			NAT:      c.NAT,
 			Drop:     c.DropAction,
+			Floating: c.Floating,
+			Metadata: c.Metadata,
+			Forward:  c.Forward,
 
 			PortSecurity: c.PortSecurity,
 			HostAccess:   c.HostAccess,
@@ -288,6 +291,9 @@ func (hs *host) ensure(c *netconf.Config, want *state.Tenant) error {
 	for _, t := range others {
 		specs = append(specs, t.Spec)
 	}
+	if err := hs.withFloats(specs); err != nil {
+		return err
+	}
 	if err := fw.Apply(specs); err != nil {
 		// A backend may have applied part of the rules (iptables: IPv4,
 		// then IPv6 failed): the tenants' rules go back to what they were.
@@ -297,6 +303,9 @@ func (hs *host) ensure(c *netconf.Config, want *state.Tenant) error {
 			if rec != nil {
 				was = append(was, rec.Spec)
 			}
+		}
+		if rerr := hs.withFloats(was); rerr != nil {
+			err = errors.Join(err, rerr)
 		}
 		if rerr := fw.Apply(was); rerr != nil {
 			err = errors.Join(err, fmt.Errorf("restore the previous rules: %w", rerr))
@@ -408,6 +417,9 @@ func (hs *host) build(c *netconf.Config, t *state.Tenant, known bool) error {
 
 	br, created, prev, err := bridge.Ensure(hs.nl, bs)
 	t.Undo.CreatedBridge = t.Undo.CreatedBridge || created
+	if br != nil {
+		t.Links.BridgeMAC = br.Attrs().HardwareAddr.String()
+	}
 	if !t.Undo.CreatedBridge {
 		if prev.Group != nil && t.Undo.PrevGroup == nil {
 			t.Undo.PrevGroup = prev.Group
@@ -521,6 +533,9 @@ func (hs *host) teardown(rec *state.Tenant, others []*state.Tenant) error {
 	specs := make([]tenant.Spec, 0, len(others))
 	for _, t := range others {
 		specs = append(specs, t.Spec)
+	}
+	if err := hs.withFloats(specs); err != nil {
+		return err
 	}
 	if err := fw.Apply(specs); err != nil {
 		return fmt.Errorf("remove %s rules of tenant %s: %w", fw.Name(), rec.Spec.Bridge, err)

@@ -36,6 +36,7 @@ const (
 	PartIPAM      = "ipam"      // the reservation
 	PartNames     = "names"     // the name records and the resolver
 	PartPorts     = "ports"     // port security: the port's elements and netdev group
+	PartFloating  = "floating"  // the floating IP: its records, address, rules
 )
 
 // Drift is one way the host differs from what a tenant's record or an
@@ -167,6 +168,7 @@ func (k *Checker) Attachment(c *netconf.Config, args *skel.CmdArgs, want *curren
 		add(PartVeth, fmt.Errorf("host end of the container's veth: %w", err))
 	}
 	add(PartPorts, k.hs.checkPort(c.Bridge, att))
+	add(PartFloating, k.hs.floatCheck(c, att))
 	if cont, err := ns.GetNS(args.Netns); err != nil {
 		add(PartNetns, types.NewError(types.ErrInvalidNetNS, fmt.Sprintf("CNI_NETNS %q: %v", args.Netns, err), ""))
 	} else {

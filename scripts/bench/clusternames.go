@@ -192,7 +192,7 @@ func (m *md) clusterNamesSection(r *clusterNamesRes, n int) {
 	m.p("host's resolver follows the tenant's attachments in etcd), %d iterations of ADD then DEL of a container with a", n)
 	m.p("name (`args.cni.names`), interleaved (ms):")
 	m.p("")
-	m.table([]string{"T-nft on etcd", "ADD p50", "ADD p95", "DEL p50", "DEL p95", "failures"}, onOffRows(&r.Off, &r.On))
+	m.table([]string{"T-nft on etcd", "ADD p50", "ADD p95", "DEL p50", "DEL p95", "failures"}, onOffRows("names off", "names on", &r.Off, &r.On))
 	m.p("Then a second host of the named tenant (its own node name and resolver): a container there asks its gateway for")
 	m.p("each of %d names added on the first host, from the moment the ADD returned until it answers the address, and", n)
 	m.p("after the DEL returned until it no longer does (polled every 0.2 ms):")

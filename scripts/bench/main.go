@@ -34,6 +34,7 @@ type options struct {
 	ClusterHosts     int
 	ClusterPer       int
 	RSSRuns          int
+	CTEntries        int
 	Workers          int
 	Phases           map[string]bool
 	Bins             bins
@@ -41,7 +42,7 @@ type options struct {
 	Repo             string
 }
 
-var allPhases = []string{"latency", "procs", "rss", "ipam", "parallel", "scale", "ruleset", "cluster", "names"}
+var allPhases = []string{"latency", "procs", "rss", "ipam", "parallel", "scale", "ruleset", "cluster", "names", "floating"}
 
 func main() {
 	if os.Getenv(launcherEnv) == "1" {
@@ -65,6 +66,7 @@ func main() {
 	flag.IntVar(&o.ClusterHosts, "cluster-hosts", envInt("BENCH_CLUSTER_HOSTS", 3), "simulated hosts sharing one etcd in the cluster test (env BENCH_CLUSTER_HOSTS)")
 	flag.IntVar(&o.ClusterPer, "cluster-per", envInt("BENCH_CLUSTER_PER", 50), "parallel ADDs per host in the cluster test (env BENCH_CLUSTER_PER)")
 	flag.IntVar(&o.RSSRuns, "rss-runs", envInt("BENCH_RSS_RUNS", 5), "ADD/DEL runs per configuration for peak RSS (env BENCH_RSS_RUNS)")
+	flag.IntVar(&o.CTEntries, "ct-entries", envInt("BENCH_CT_ENTRIES", 100000), "unrelated conntrack entries in the floating IP test (env BENCH_CT_ENTRIES)")
 	flag.IntVar(&o.Workers, "workers", envInt("BENCH_WORKERS", 4), "concurrent ADDs while filling hosts (not measured) (env BENCH_WORKERS)")
 	flag.StringVar(&phases, "phases", envStr("BENCH_PHASES", strings.Join(allPhases, ",")), "phases to run: "+strings.Join(allPhases, ","))
 	flag.StringVar(&o.Bins.TN, "bin", envStr("TENANTNET_BIN_DIR", "bin"), "directory with tenantnet and tenantnet-ipam")

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"math"
 	"net"
@@ -252,21 +251,8 @@ func (b *bench) names() error {
 			c.ID = fmt.Sprintf("%s%s-lat-%d", prefix, h.K.Short, i+b.o.Warmup)
 			a := named(h, c, "ADD").run(b.ctx)
 			d := named(h, c, "DEL").run(b.ctx)
-			if i < 0 {
-				if err := errors.Join(a.Err, d.Err); err != nil {
-					return fmt.Errorf("warm-up: %w", err)
-				}
-				continue
-			}
-			for _, o := range []struct {
-				o  outcome
-				to *durs
-			}{{a, &st.Add}, {d, &st.Del}} {
-				if o.o.Err != nil {
-					st.fail(o.o.Err)
-				} else {
-					*o.to = append(*o.to, o.o.Dur)
-				}
+			if err := st.record(i, a, d); err != nil {
+				return err
 			}
 		}
 	}
@@ -401,7 +387,7 @@ func (b *bench) namesSection(m *md) {
 	m.p("per ADD, and on a journalled disk creating a file can wait on the journal. %d iterations of ADD then DEL of a", b.o.N)
 	m.p("new container (with `K8S_POD_NAME`) on each, interleaved (ms):")
 	m.p("")
-	m.table([]string{"", "ADD p50", "ADD p95", "DEL p50", "DEL p95", "failures"}, onOffRows(&r.Off, &r.On))
+	m.table([]string{"", "ADD p50", "ADD p95", "DEL p50", "DEL p95", "failures"}, onOffRows("names off", "names on", &r.Off, &r.On))
 	var rows [][]string
 	m.p("Queries (UDP, A) from a container of the tenant, interleaved; the host's upstream is a DNS server in an")
 	m.p("\"outside\" namespace behind the host's uplink, named by the host's resolv.conf, asked directly for comparison:")
@@ -415,14 +401,14 @@ func (b *bench) namesSection(m *md) {
 	m.p("")
 }
 
-// onOffRows are the table rows of ADD and DEL with names off and on, and
-// their ratios.
-func onOffRows(off, on *opStats) [][]string {
+// onOffRows are the table rows of ADD and DEL without and with a feature,
+// and their ratios.
+func onOffRows(offLabel, onLabel string, off, on *opStats) [][]string {
 	var rows [][]string
 	for _, x := range []struct {
 		label string
 		s     *opStats
-	}{{"names off", off}, {"names on", on}} {
+	}{{offLabel, off}, {onLabel, on}} {
 		rows = append(rows, []string{x.label, ms(x.s.Add.pct(50)), ms(x.s.Add.pct(95)), ms(x.s.Del.pct(50)), ms(x.s.Del.pct(95)), failStr(x.s.Fails, x.s.FirstErr)})
 	}
 	return append(rows, []string{"on / off", fmtRatio(ratio(on.Add.pct(50), off.Add.pct(50))), fmtRatio(ratio(on.Add.pct(95), off.Add.pct(95))),

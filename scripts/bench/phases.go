@@ -35,6 +35,28 @@ func (s *opStats) fail(err error) {
 	}
 }
 
+// record files iteration i's ADD and DEL; warm-up iterations (i < 0) are
+// not recorded, and a failure there ends the phase.
+func (s *opStats) record(i int, add, del outcome) error {
+	if i < 0 {
+		if err := errors.Join(add.Err, del.Err); err != nil {
+			return fmt.Errorf("warm-up: %w", err)
+		}
+		return nil
+	}
+	for _, o := range []struct {
+		o  outcome
+		to *durs
+	}{{add, &s.Add}, {del, &s.Del}} {
+		if o.o.Err != nil {
+			s.fail(o.o.Err)
+		} else {
+			*o.to = append(*o.to, o.o.Dur)
+		}
+	}
+	return nil
+}
+
 type parRes struct {
 	P                  int
 	AddWall, DelWall   time.Duration
@@ -113,6 +135,7 @@ type results struct {
 	BrNF               string
 	Cluster            *clusterRes
 	Names              *namesRes
+	Floating           *floatRes
 }
 
 func newResults() *results {
@@ -161,6 +184,8 @@ func (b *bench) run() error {
 			f = b.cluster
 		case "names":
 			f = b.names
+		case "floating":
+			f = b.floating
 		}
 		if err := b.phase(p, f); err != nil {
 			errs = append(errs, fmt.Errorf("%s: %w", p, err))

@@ -137,7 +137,8 @@ func (b *bench) targets() []target {
 		le("7. port security: DEL p50 T-nft / T-nft-nops", ratio(sa.Del.pct(50), sb.Del.pct(50)), 1.15, ms(sa.Del.pct(50))+" / "+ms(sb.Del.pct(50))+" ms"))
 	ts = append(ts, b.clusterTargets()...)
 	ts = append(ts, b.clusterNamesTargets()...)
-	return append(ts, b.namesTargets()...)
+	ts = append(ts, b.namesTargets()...)
+	return append(ts, b.floatingTargets()...)
 }
 
 func (b *bench) clusterTargets() []target {
@@ -482,6 +483,7 @@ func (b *bench) report() string {
 		m.clusterNamesSection(c.Names, o.N)
 	}
 	b.namesSection(&m)
+	b.floatingSection(&m)
 
 	m.p("## Phases")
 	m.p("")

@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"bufio"
 	"errors"
 	"fmt"
 	"os"
@@ -537,21 +538,23 @@ func TestCtlGCAfterRuntimeKilled(t *testing.T) {
 // its own, with no mount of it anywhere, and ADDs id to conf there.
 func runtimeADD(t *testing.T, h *harness.Host, conf []byte, id, cniArgs string) *exec.Cmd {
 	t.Helper()
-	cmd := exec.Command("unshare", "--net", "sleep", "600")
+	// The line comes after unshare made the netns. (Comparing the child's
+	// netns with /proc/self's is not enough: the main thread may be inside
+	// another test's netns at that moment, and the child, still in the
+	// host's, would pass for the container.)
+	cmd := exec.Command("unshare", "--net", "sh", "-c", "echo; exec sleep 600")
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
-	netns := fmt.Sprintf("/proc/%d/ns/net", cmd.Process.Pid)
-	me, _ := os.Readlink("/proc/self/ns/net")
-	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(10 * time.Millisecond) {
-		if l, _ := os.Readlink(netns); l != "" && l != me {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("unshare did not make a netns")
-		}
+	if _, err := bufio.NewReader(out).ReadString('\n'); err != nil {
+		t.Fatalf("unshare did not make a netns: %v", err)
 	}
+	netns := fmt.Sprintf("/proc/%d/ns/net", cmd.Process.Pid)
 	if _, err := h.Exec(harness.Call{Command: "ADD", Conf: conf, ID: id, Netns: netns, Args: cniArgs}); err != nil {
 		t.Fatalf("ADD %s: %v", id, err)
 	}

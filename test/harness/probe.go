@@ -167,13 +167,7 @@ func (n *NS) UDPFlow(t testing.TB, local netip.AddrPort) (<-chan []byte, func(to
 
 func (n *NS) udp(t testing.TB, addr string) (<-chan []byte, net.PacketConn) {
 	t.Helper()
-	var c net.PacketConn
-	n.Do(t, func() error {
-		var err error
-		c, err = net.ListenPacket("udp", addr)
-		return err
-	})
-	t.Cleanup(func() { c.Close() })
+	c := n.listenUDP(t, addr)
 	ch := make(chan []byte, 16)
 	go func() {
 		buf := make([]byte, 65536)
@@ -187,6 +181,19 @@ func (n *NS) udp(t testing.TB, addr string) (<-chan []byte, net.PacketConn) {
 		}
 	}()
 	return ch, c
+}
+
+// listenUDP opens a UDP socket on addr inside n, closed when the test ends.
+func (n *NS) listenUDP(t testing.TB, addr string) net.PacketConn {
+	t.Helper()
+	var c net.PacketConn
+	n.Do(t, func() error {
+		var err error
+		c, err = net.ListenPacket("udp", addr)
+		return err
+	})
+	t.Cleanup(func() { c.Close() })
+	return c
 }
 
 // Received reports whether data arrives on ch within d.

@@ -23,6 +23,9 @@ type hook struct {
 	last bool
 	// optional: only where the chain exists (Docker's DOCKER-USER).
 	optional bool
+	// v4only: only in iptables, not ip6tables (floating IPs and the
+	// metadata service are IPv4).
+	v4only bool
 }
 
 func (h hook) spec() []string {
@@ -49,8 +52,21 @@ var hooks = []hook{
 	{table: "filter", chain: "FORWARD", target: chainForward},
 	{table: "filter", chain: "DOCKER-USER", target: chainForward, optional: true},
 	{table: "filter", chain: "INPUT", target: chainInput},
+	{table: "nat", chain: "PREROUTING", target: chainPre, v4only: true},
+	{table: "nat", chain: "OUTPUT", target: chainOut, v4only: true},
 	{table: "nat", chain: "POSTROUTING", target: chainPost},
 	{table: "filter", chain: "FORWARD", target: chainAccept, last: true},
+}
+
+// hooksOf is the hooks of one family.
+func hooksOf(v6 bool) []hook {
+	var out []hook
+	for _, h := range hooks {
+		if !v6 || !h.v4only {
+			out = append(out, h)
+		}
+	}
+	return out
 }
 
 // hook makes every hook of hs present.
@@ -250,7 +266,7 @@ func Allow(ts []tenant.Spec) error {
 		if err != nil {
 			return err
 		}
-		if err := fc.f.restore([]table{{name: "filter", chains: []string{chainNFTAccept}, rules: accepts(ts, chainNFTAccept, outs)}}); err != nil {
+		if err := fc.f.restore([]table{{name: "filter", chains: []string{chainNFTAccept}, rules: accepts(ts, chainNFTAccept, outs, fc.f.v6)}}); err != nil {
 			return err
 		}
 		if err := fc.f.hook(ipt, []hook{allowHook}); err != nil {

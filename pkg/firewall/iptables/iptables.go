@@ -112,10 +112,10 @@ func (f *family) apply(ts []tenant.Spec) error {
 		if !f.hasChains(ipt) {
 			return nil
 		}
-		if err := f.unhook(ipt, hooks); err != nil {
+		if err := f.unhook(ipt, hooksOf(f.v6)); err != nil {
 			return err
 		}
-		if err := f.restore(teardown()); err != nil {
+		if err := f.restore(teardown(f.v6, f.stale(ipt, nil))); err != nil {
 			return err
 		}
 		return prune(f.v6, marks)
@@ -125,6 +125,7 @@ func (f *family) apply(ts []tenant.Spec) error {
 		return err
 	}
 	tables := render(ts, f.v6, outs)
+	tables[0].unused = append(tables[0].unused, f.stale(ipt, tables[0].chains)...)
 	for i := range tables {
 		tables[i].chains = append(tables[i].chains, marks[tables[i].name]...)
 		tables[i].unused = slices.DeleteFunc(tables[i].unused, func(c string) bool { return slices.Contains(marks[tables[i].name], c) })
@@ -132,7 +133,7 @@ func (f *family) apply(ts []tenant.Spec) error {
 	if err := f.restore(tables); err != nil {
 		return err
 	}
-	return f.hook(ipt, hooks)
+	return f.hook(ipt, hooksOf(f.v6))
 }
 
 // hasChains reports whether any tenantnet chain exists in this family.
@@ -209,7 +210,7 @@ func (b *Backend) Check(all []tenant.Spec, t tenant.Spec) error {
 		if err != nil {
 			return err
 		}
-		if err := f.checkHooks(ipt, hooks); err != nil {
+		if err := f.checkHooks(ipt, hooksOf(f.v6)); err != nil {
 			return err
 		}
 		outs, err := outside(f.v6)

@@ -23,10 +23,10 @@ import (
 // the last teardown removes what they name.
 const madePrefix = "TENANTNET-MADE-"
 
-// madeChains is every marker tenantnet may declare in a table.
-func madeChains(table string) []string {
+// madeChains is every marker tenantnet may declare in a table of a family.
+func madeChains(table string, v6 bool) []string {
 	out := []string{madePrefix + "TABLE"}
-	for _, h := range hooks {
+	for _, h := range hooksOf(v6) {
 		if h.table == table && !h.optional && !slices.Contains(out, madePrefix+h.chain) {
 			out = append(out, madePrefix+h.chain)
 		}
@@ -57,7 +57,7 @@ func made(v6 bool) (map[string][]string, error) {
 				have = append(have, ch.Name)
 			}
 		}
-		for _, m := range madeChains(table) {
+		for _, m := range madeChains(table, v6) {
 			what := strings.TrimPrefix(m, madePrefix)
 			switch {
 			case slices.Contains(have, m),

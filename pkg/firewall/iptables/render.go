@@ -29,6 +29,11 @@ const (
 	chainInput   = "TENANTNET-INPUT"
 	chainPost    = "TENANTNET-POSTROUTING"
 	chainLogDrop = "TENANTNET-LOG-DROP"
+	// IPv4 only: floating IPs and the metadata service (nova.go).
+	chainPre       = "TENANTNET-PREROUTING"
+	chainOut       = "TENANTNET-OUTPUT"
+	chainFloats    = "TENANTNET-FLOATS"
+	chainFloatSNAT = "TENANTNET-FLOAT-SNAT"
 )
 
 type rule struct {
@@ -107,6 +112,7 @@ func render(ts []tenant.Spec, v6 bool, outside []string) []table {
 		markMask = tenant.GroupMarkMask
 		iso      = tenant.GroupIsolated
 		l2       = tenant.GroupNotRouted
+		only     = tenant.GroupHostOnly
 		act      = tenant.GroupActionMask
 	)
 	used := map[string]bool{chainForward: true, chainAccept: true, chainInput: true}
@@ -155,14 +161,16 @@ func render(ts []tenant.Spec, v6 bool, outside []string) []table {
 				[]string{"-m", "conntrack", "!", "--ctstate", "RELATED,ESTABLISHED,DNAT"}, global, []string{"-j", v})
 		}
 		// To the host: an isolated tenant reaches no other tenant's gateway,
-		// any tenant no isolated tenant's.
-		if c := stageChain("ANY", a); has(func(t tenant.Spec) bool { return withAction(t) && t.Isolated && t.Routed }) {
+		// any tenant no isolated tenant's. Host-only tenants need no list:
+		// TENANTNET-HOST refuses them every address but their own bridge's.
+		open := func(t tenant.Spec) bool { return withAction(t) && t.Routed && !t.HostOnly() }
+		if c := stageChain("ANY", a); has(func(t tenant.Spec) bool { return open(t) && t.Isolated }) {
 			used[c] = true
-			add(&in, chainInput, src(mark|iso|bits, markMask|iso|l2|act), global, []string{"-j", c})
+			add(&in, chainInput, src(mark|iso|bits, markMask|iso|l2|only|act), global, []string{"-j", c})
 		}
-		if c := stageChain("ISO", a); anyIsolated && has(func(t tenant.Spec) bool { return withAction(t) && !t.Isolated && t.Routed }) {
+		if c := stageChain("ISO", a); anyIsolated && has(func(t tenant.Spec) bool { return open(t) && !t.Isolated }) {
 			used[c] = true
-			add(&in, chainInput, src(mark|bits, markMask|iso|l2|act), global, []string{"-j", c})
+			add(&in, chainInput, src(mark|bits, markMask|iso|l2|only|act), global, []string{"-j", c})
 		}
 	}
 	for _, set := range stageSets {
@@ -191,7 +199,8 @@ func render(ts []tenant.Spec, v6 bool, outside []string) []table {
 		add(&stage, chainLogDrop, []string{"-m", "limit", "--limit", "10/sec", "-j", "LOG", "--log-prefix", "tenantnet-drop: "})
 		add(&stage, chainLogDrop, []string{"-j", "DROP"})
 	}
-	filter := table{name: "filter", rules: slices.Concat(fwd, accepts(ts, chainAccept, outside), in, stage), unused: madeChains("filter")}
+	novaFwd, allowLists := novaFilter(ts, v6)
+	filter := table{name: "filter", rules: slices.Concat(fwd, novaFwd, accepts(ts, chainAccept, outside, v6), in, stage, allowLists), unused: madeChains("filter", v6)}
 	for _, c := range filterChains() {
 		if used[c] {
 			filter.chains = append(filter.chains, c)
@@ -199,66 +208,116 @@ func render(ts []tenant.Spec, v6 bool, outside []string) []table {
 			filter.unused = append(filter.unused, c)
 		}
 	}
+	filter.chains = append(filter.chains, onlyChains(ts)...)
 
-	nat := table{name: "nat", chains: []string{chainPost}, unused: madeChains("nat")}
+	nat := table{name: "nat", chains: []string{chainPost}, unused: madeChains("nat", v6)}
 	mcast := "224.0.0.0/4"
 	if v6 {
 		mcast = "ff00::/8"
 	}
 	for _, t := range ts {
-		if t.NAT == nil {
+		if t.NAT == nil && !floating(t) && t.Metadata == nil {
 			continue
+		}
+		var exempt []netip.Prefix
+		if t.NAT != nil {
+			exempt = t.NAT.Exempt
+		}
+		if t.Metadata != nil {
+			// nova's metadata exemption: the server sees the fixed IP.
+			exempt = append(slices.Clone(exempt), netip.PrefixFrom(t.Metadata.Addr, 32))
 		}
 		for _, s := range prefixes(t.Subnets, v6) {
 			src := []string{"-s", s.String()}
-			for _, e := range prefixes(t.NAT.Exempt, v6) {
+			for _, e := range prefixes(exempt, v6) {
 				add(&nat.rules, chainPost, src, []string{"-d", e.String()}, tag(t.Bridge), []string{"-j", "ACCEPT"})
+			}
+			// Forced destinations (nat.forceRanges) are translated whatever
+			// the out interface, also inside the subnet: nova's
+			// force_snat_range.
+			if t.NAT != nil {
+				for _, f := range prefixes(t.NAT.ForceRanges, v6) {
+					add(&nat.rules, chainPost, src, []string{"-d", f.String()}, tag(t.Bridge), natTarget(t.NAT, v6))
+				}
 			}
 			// Inside the tenant nothing is translated, unless it was DNATed
 			// (a hairpinned port mapping): nova's "! --ctstate DNAT".
 			add(&nat.rules, chainPost, src, []string{"-d", s.String(), "-m", "conntrack", "!", "--ctstate", "DNAT"}, tag(t.Bridge), []string{"-j", "ACCEPT"})
+			if floating(t) && !v6 {
+				add(&nat.rules, chainPost, src, tag(t.Bridge), []string{"-j", chainFloatSNAT})
+			}
+			if t.NAT == nil {
+				continue
+			}
 			var out []string
 			if t.NAT.OutInterface != "" {
 				out = []string{"-o", t.NAT.OutInterface}
 			}
-			target := []string{"-j", "MASQUERADE"}
-			if t.NAT.SourceIP.IsValid() && t.NAT.SourceIP.Is4() != v6 {
-				target = []string{"-j", "SNAT", "--to-source", t.NAT.SourceIP.String()}
-			}
-			add(&nat.rules, chainPost, src, out, []string{"!", "-d", mcast}, tag(t.Bridge), target)
+			add(&nat.rules, chainPost, src, out, []string{"!", "-d", mcast}, tag(t.Bridge), natTarget(t.NAT, v6))
 		}
 	}
+	if !v6 {
+		novaNAT(ts, &nat)
+	}
 	return []table{filter, nat}
+}
+
+// natTarget is a tenant's translation in one family: SNAT to its sourceIP,
+// else MASQUERADE.
+func natTarget(n *tenant.NAT, v6 bool) []string {
+	if n.SourceIP.IsValid() && n.SourceIP.Is4() != v6 {
+		return []string{"-j", "SNAT", "--to-source", n.SourceIP.String()}
+	}
+	return []string{"-j", "MASQUERADE"}
 }
 
 // accepts is what tenantnet's model allows, for the end of FORWARD: the
 // refusals (TENANTNET-FORWARD) and the host's own rules have passed on it,
 // so only a FORWARD policy of DROP is left to overrule (nova's gateway
-// rules, for such hosts). Inside a tenant; into a routed tenant (what is
-// left there: replies, port mappings, tenants that may reach each other);
-// out of a routed tenant to the outside: its nat.outInterface, or without
-// one the interfaces of the host's default routes. Nothing else: a tenant
-// is never accepted into another program's network (Docker's containers,
-// which Docker protects with that very policy), whatever its routes.
-func accepts(ts []tenant.Spec, chain string, outside []string) []rule {
+// rules, for such hosts). Inside a switched-only tenant; into a routed
+// tenant (what is left there: replies, port mappings, tenants that may
+// reach each other, and traffic inside it); out of a routed tenant to the
+// outside: its ways out (waysOut). Nothing else: a tenant is never
+// accepted into another program's network (Docker's containers, which
+// Docker protects with that very policy), whatever its routes. Only tenants
+// whose ways out are not the host's default-route interfaces cost rules of
+// their own here (an accept per way out, then no further); the rest share a
+// rule per default-route interface.
+func accepts(ts []tenant.Spec, chain string, outside []string, v6 bool) []rule {
+	const routed = tenant.GroupMarkMask | tenant.GroupNotRouted
 	var out []rule
 	add := func(a ...[]string) { out = append(out, rule{chain, args(a...)}) }
 	for _, t := range ts {
-		add([]string{"-i", t.Bridge, "-o", t.Bridge}, tag(t.Bridge), []string{"-j", "ACCEPT"})
+		if !t.Routed {
+			add([]string{"-i", t.Bridge, "-o", t.Bridge}, tag(t.Bridge), []string{"-j", "ACCEPT"})
+		}
 	}
-	if slices.ContainsFunc(ts, func(t tenant.Spec) bool { return t.Routed }) {
-		add(dstOnly(tenant.GroupMark, tenant.GroupMarkMask|tenant.GroupNotRouted), global, []string{"-j", "ACCEPT"})
+	if !slices.ContainsFunc(ts, func(t tenant.Spec) bool { return t.Routed }) {
+		return out
 	}
+	add(dstOnly(tenant.GroupMark, routed), global, []string{"-j", "ACCEPT"})
+	shared := false
 	for _, t := range ts {
 		if !t.Routed {
 			continue
 		}
-		outs := outside
-		if t.NAT != nil && t.NAT.OutInterface != "" {
-			outs = []string{t.NAT.OutInterface}
+		if m := t.Metadata; m != nil && !v6 {
+			// To a metadata server the host routes to, wherever it is.
+			add([]string{"-i", t.Bridge, "-p", "tcp", "-d", host(m.Addr), "--dport", fmt.Sprint(m.Port), "-m", "conntrack", "--ctstate", "DNAT"}, tag(t.Bridge), []string{"-j", "ACCEPT"})
+		}
+		outs := waysOut(t, outside)
+		if slices.Equal(outs, outside) {
+			shared = true
+			continue
 		}
 		for _, o := range outs {
 			add([]string{"-i", t.Bridge, "-o", o}, tag(t.Bridge), []string{"-j", "ACCEPT"})
+		}
+		add([]string{"-i", t.Bridge}, tag(t.Bridge), []string{"-j", "RETURN"})
+	}
+	if shared {
+		for _, o := range outside {
+			add(src(tenant.GroupMark, routed), []string{"-o", o}, global, []string{"-j", "ACCEPT"})
 		}
 	}
 	return out
@@ -277,8 +336,12 @@ func filterChains() []string {
 
 // teardown renders the removal of every tenantnet chain (the jumps into them
 // must be gone first).
-func teardown() []table {
-	return []table{{name: "filter", unused: append(filterChains(), madeChains("filter")...)}, {name: "nat", unused: append([]string{chainPost}, madeChains("nat")...)}}
+func teardown(v6 bool, stale []string) []table {
+	nat := []string{chainPost}
+	if !v6 {
+		nat = append(nat, chainPre, chainOut, chainFloats, chainFloatSNAT)
+	}
+	return []table{{name: "filter", unused: slices.Concat(filterChains(), stale, madeChains("filter", v6))}, {name: "nat", unused: append(nat, madeChains("nat", v6)...)}}
 }
 
 // restoreInput formats tables for iptables-restore --noflush. A declared

@@ -43,9 +43,9 @@ func TestRulesGrowLinearlyWithTenants(t *testing.T) {
 			t.Fatalf("rule counts %v do not grow by a constant per tenant", counts)
 		}
 	}
-	// Inside the bridge (return, accept), its way out, gateway entry, NAT
-	// inside the subnet and masquerade.
-	if step > 6 {
+	// Inside the bridge (return), gateway entry, NAT inside the subnet and
+	// masquerade; its way out is shared with every tenant.
+	if step > 4 {
 		t.Fatalf("%d rules per tenant", step)
 	}
 }
@@ -84,17 +84,18 @@ func TestAcceptsLeaveOnlyThroughTheOutside(t *testing.T) {
 	other := spec("bro", "10.0.2.0/24", true, true, nil)
 	l2 := spec("brl", "10.0.3.0/24", false, true, nil)
 	var got []string
-	for _, r := range accepts([]tenant.Spec{named, other, l2}, chainAccept, []string{"eth0", "wg0"}) {
+	for _, r := range accepts([]tenant.Spec{named, other, l2}, chainAccept, []string{"eth0", "wg0"}, false) {
 		got = append(got, strings.Join(r.args, " "))
 	}
 	want := []string{
-		"-i brn -o brn -m comment --comment tenantnet:brn -j ACCEPT",
-		"-i bro -o bro -m comment --comment tenantnet:bro -j ACCEPT",
+		// A switched-only tenant inside its bridge; inside a routed one it
+		// is traffic into the tenant, accepted by the next rule.
 		"-i brl -o brl -m comment --comment tenantnet:brl -j ACCEPT",
 		"-m devgroup --dst-group 0x746e0000/0xffff0002 -m comment --comment tenantnet -j ACCEPT",
 		"-i brn -o eth1 -m comment --comment tenantnet:brn -j ACCEPT",
-		"-i bro -o eth0 -m comment --comment tenantnet:bro -j ACCEPT",
-		"-i bro -o wg0 -m comment --comment tenantnet:bro -j ACCEPT",
+		"-i brn -m comment --comment tenantnet:brn -j RETURN",
+		"-m devgroup --src-group 0x746e0000/0xffff0002 -o eth0 -m comment --comment tenantnet -j ACCEPT",
+		"-m devgroup --src-group 0x746e0000/0xffff0002 -o wg0 -m comment --comment tenantnet -j ACCEPT",
 	}
 	if !slices.Equal(got, want) {
 		t.Fatalf("got\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
@@ -136,10 +137,14 @@ func TestIsolationByGroup(t *testing.T) {
 
 func TestNATInNovaOrder(t *testing.T) {
 	nat := &tenant.NAT{OutInterface: "eth0", SourceIP: netip.MustParseAddr("203.0.113.10"),
-		Exempt: []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8"), netip.MustParsePrefix("fd00::/8")}}
+		Exempt:      []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8"), netip.MustParsePrefix("fd00::/8")},
+		ForceRanges: []netip.Prefix{netip.MustParsePrefix("172.16.0.200/29")}}
 	got := lines([]table{render([]tenant.Spec{spec("br", "172.16.0.0/24", true, true, nat)}, false, nil)[1]})
+	got = slices.DeleteFunc(got, func(l string) bool { return !strings.HasPrefix(l, "nat "+chainPost+" ") })
 	want := []string{
 		"nat TENANTNET-POSTROUTING -s 172.16.0.0/24 -d 10.0.0.0/8 -m comment --comment tenantnet:br -j ACCEPT",
+		// force_snat_range: translated whatever the out interface, also inside the subnet.
+		"nat TENANTNET-POSTROUTING -s 172.16.0.0/24 -d 172.16.0.200/29 -m comment --comment tenantnet:br -j SNAT --to-source 203.0.113.10",
 		"nat TENANTNET-POSTROUTING -s 172.16.0.0/24 -d 172.16.0.0/24 -m conntrack ! --ctstate DNAT -m comment --comment tenantnet:br -j ACCEPT",
 		"nat TENANTNET-POSTROUTING -s 172.16.0.0/24 -o eth0 ! -d 224.0.0.0/4 -m comment --comment tenantnet:br -j SNAT --to-source 203.0.113.10",
 	}
@@ -162,8 +167,8 @@ func TestUnusedChainsAreDeclaredAndDeleted(t *testing.T) {
 	if strings.Contains(in, "-X TENANTNET-IN-ANY-DROP") {
 		t.Error("used chain deleted")
 	}
-	down := restoreInput(teardown())
-	if strings.Count(down, "-X ") != len(filterChains())+1+len(madeChains("filter"))+len(madeChains("nat")) {
+	down := restoreInput(teardown(false, []string{"TENANTNET-FI-br"}))
+	if strings.Count(down, "-X ") != len(filterChains())+1+1+4+len(madeChains("filter", false))+len(madeChains("nat", false)) {
 		t.Fatalf("teardown does not delete every chain:\n%s", down)
 	}
 }
@@ -180,6 +185,102 @@ func TestLogDropChain(t *testing.T) {
 	}
 	if !strings.Contains(restoreInput(render([]tenant.Spec{s}, false, nil)), `--log-prefix "tenantnet-drop: "`) {
 		t.Error("log prefix with a space not quoted for iptables-restore")
+	}
+}
+
+func floats(bridge string, n int) []tenant.Float {
+	var out []tenant.Float
+	for i := range n {
+		out = append(out, tenant.Float{Addr: netip.AddrFrom4([4]byte{203, 0, 113, byte(i + 1)}),
+			Fixed: netip.AddrFrom4([4]byte{10, 0, 1, byte(i + 10)}), Interface: "eth0", Bridge: bridge})
+	}
+	return out
+}
+
+// iptables has no NAT maps: a floating IP is 4 rules, all in the two
+// floating IP chains; every other chain is the same for 0 or 30 of them.
+func TestFloatRulesOnlyInTheirChains(t *testing.T) {
+	s := spec("br1", "10.0.1.0/24", true, true, &tenant.NAT{OutInterface: "eth0"})
+	s.Floating = &tenant.Floating{Interface: "eth0"}
+	other := func(tables []table) []string {
+		return slices.DeleteFunc(lines(tables), func(l string) bool {
+			return strings.HasPrefix(l, "nat "+chainFloats+" ") || strings.HasPrefix(l, "nat "+chainFloatSNAT+" ")
+		})
+	}
+	none := render([]tenant.Spec{s}, false, []string{"eth0"})
+	s.Floats = floats("br1", 30)
+	many := render([]tenant.Spec{s}, false, []string{"eth0"})
+	if !slices.Equal(other(none), other(many)) {
+		t.Fatalf("floating IPs changed rules outside their chains:\n%s\n---\n%s", strings.Join(other(none), "\n"), strings.Join(other(many), "\n"))
+	}
+	if got := len(lines(many)) - len(lines(none)); got != 4*30 {
+		t.Fatalf("30 floating IPs added %d rules, want 120", got)
+	}
+	// Every SNAT comes before the hairpin masquerades: a container with a
+	// floating IP reaching another's is seen as its own.
+	lastSNAT, firstMasq := -1, -1
+	for i, l := range lines(many) {
+		if !strings.HasPrefix(l, "nat "+chainFloatSNAT+" ") {
+			continue
+		}
+		if strings.Contains(l, "-j SNAT") {
+			lastSNAT = i
+		} else if firstMasq < 0 && strings.HasSuffix(l, "-j MASQUERADE") {
+			firstMasq = i
+		}
+	}
+	if lastSNAT < 0 || firstMasq < lastSNAT {
+		t.Fatalf("a hairpin masquerade (line %d) before an SNAT to a floating IP (line %d)", firstMasq, lastSNAT)
+	}
+	// No IPv6 rules for any of it.
+	for _, l := range lines(render([]tenant.Spec{s}, true, []string{"eth0"})) {
+		if strings.Contains(l, "FLOAT") || strings.Contains(l, "169.254") {
+			t.Fatalf("IPv6 ruleset has %s", l)
+		}
+	}
+}
+
+// The allow-list: a chain per limited tenant, jumped to last in
+// TENANTNET-FORWARD both ways, RETURNing what is allowed, refusing the
+// rest with the tenant's action; the accepts follow the list, and the
+// limited tenant goes no further in TENANTNET-ACCEPT before the shared way
+// out of the others.
+func TestForwardAllowListChain(t *testing.T) {
+	s := spec("br1", "10.0.1.0/24", true, true, nil)
+	s.Forward, s.Drop = []string{"eth0", "eth1"}, "reject"
+	tables := render([]tenant.Spec{s, spec("br2", "10.0.2.0/24", true, true, nil)}, false, []string{"wan"})
+	all := lines(tables)
+	var fwd []string
+	for _, l := range all {
+		if strings.HasPrefix(l, "filter TENANTNET-FORWARD ") {
+			fwd = append(fwd, l)
+		}
+	}
+	if !strings.Contains(fwd[len(fwd)-2], "-i br1") || !strings.HasSuffix(fwd[len(fwd)-1], "-j TENANTNET-FI-br1") {
+		t.Fatalf("the allow-list jumps are not last in TENANTNET-FORWARD:\n%s", strings.Join(fwd, "\n"))
+	}
+	harness := strings.Join(all, "\n")
+	for _, want := range []string{
+		"filter TENANTNET-FI-br1 -i br1 -o eth1 -m comment --comment tenantnet:br1 -j RETURN",
+		"filter TENANTNET-FI-br1 -i eth1 -o br1 -m comment --comment tenantnet:br1 -j RETURN",
+		"filter TENANTNET-FI-br1 -m comment --comment tenantnet:br1 -j REJECT",
+		"filter TENANTNET-ACCEPT -i br1 -o eth1 ",
+		"filter TENANTNET-ACCEPT -i br1 -m comment --comment tenantnet:br1 -j RETURN",
+		"filter TENANTNET-ACCEPT -m devgroup --src-group 0x746e0000/0xffff0002 -o wan ",
+	} {
+		if !strings.Contains(harness, want) {
+			t.Errorf("missing %q", want)
+		}
+	}
+	stop := strings.Index(harness, "TENANTNET-ACCEPT -i br1 -m comment --comment tenantnet:br1 -j RETURN")
+	if shared := strings.Index(harness, "TENANTNET-ACCEPT -m devgroup --src-group 0x746e0000/0xffff0002 -o wan "); stop < 0 || shared < stop {
+		t.Error("the limited tenant reaches the shared accept out of a default-route interface")
+	}
+	if strings.Contains(harness, "TENANTNET-ACCEPT -i br1 -o wan") {
+		t.Error("the limited tenant is accepted out of a default-route interface it does not list")
+	}
+	if !slices.Contains(tables[0].chains, "TENANTNET-FI-br1") || slices.Contains(tables[0].chains, "TENANTNET-FI-br2") {
+		t.Errorf("allow-list chains %v", tables[0].chains)
 	}
 }
 
@@ -209,6 +310,11 @@ func TestHostOnlyByGroup(t *testing.T) {
 	v6 := strings.Join(lines(render([]tenant.Spec{gw}, true, nil)), "\n")
 	if !strings.Contains(v6, "filter TENANTNET-HOST -p ipv6-icmp -m icmp6 --icmpv6-type neighbour-solicitation -m comment --comment tenantnet -j RETURN") {
 		t.Errorf("no neighbour discovery exception in\n%s", v6)
+	}
+	// The host-only chain refuses other tenants' gateways already; no
+	// list of them is rendered.
+	if strings.Contains(v4, "TENANTNET-IN-") {
+		t.Errorf("host-only tenants got gateway lists:\n%s", v4)
 	}
 	gw.HostAccess = "all"
 	if strings.Contains(strings.Join(lines(render([]tenant.Spec{gw}, false, nil)), "\n"), "TENANTNET-HOST") {

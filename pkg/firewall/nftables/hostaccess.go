@@ -52,5 +52,5 @@ func (d *desc) describeHostAccess(p plan) {
 		&expr.Meta{Key: expr.MetaKeyIIFNAME, Register: reg1},
 		&expr.Lookup{SourceRegister: reg1, SetName: "action", IsDestRegSet: true},
 	}
-	d.rule("input", nil, fromHostOnly, notND, notLocal, notDNATed(), action)
+	d.rule("input", nil, fromHostOnly, notND, notLocal, dnated(false), action)
 }

@@ -140,7 +140,13 @@ func (b *Backend) Check(all []tenant.Spec, t tenant.Spec) error {
 			}
 		}
 	}
-	if t.NAT != nil {
+	if t.Metadata != nil {
+		checks = append(checks, member("metadata", ifname(t.Bridge), true))
+	}
+	if t.Forward != nil {
+		checks = append(checks, member("fwlimited", ifname(t.Bridge), true))
+	}
+	if t.NAT != nil || floating(t) || t.Metadata != nil {
 		for _, sub := range t.Subnets {
 			lo, _ := bounds(sub)
 			checks = append(checks, member("natinner"+fam(sub.Addr()), slices.Concat(lo, lo), true))

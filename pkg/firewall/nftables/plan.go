@@ -23,6 +23,18 @@ type plan struct {
 	ownGW                   []ownGW           // bridge . gateway: a tenant may reach its own
 	hostonly                []string          // bridges whose tenants reach only their own addresses on the host
 	nat                     []natRule
+
+	// nova's remaining features (nova.go).
+	floating bool           // a tenant has floating IPs: their maps and rules exist
+	floats   []tenant.Float // the floating IPs held now: map elements
+	metadata []metadata     // bridge -> where its metadata requests go
+	limited  []string       // tenants with a forward allow-list
+	allowed  [][2]string    // bridge . interface its routed traffic may use
+}
+
+type metadata struct {
+	bridge string
+	to     tenant.Metadata
 }
 
 type ownGW struct {
@@ -31,13 +43,17 @@ type ownGW struct {
 }
 
 // natRule is one tenant subnet's translation, in nova's order: exemptions,
-// then nothing inside the subnet unless DNATed, then SNAT or MASQUERADE.
+// then nothing inside the subnet unless DNATed, then (with translate) SNAT
+// or MASQUERADE. A tenant without nat has the first two for its floating
+// IPs and metadata requests.
 type natRule struct {
-	bridge string
-	subnet netip.Prefix
-	exempt []netip.Prefix
-	out    string
-	snat   netip.Addr
+	bridge    string
+	subnet    netip.Prefix
+	exempt    []netip.Prefix
+	force     []netip.Prefix // translated even inside the subnet (nat.forceRanges)
+	translate bool
+	out       string
+	snat      netip.Addr
 }
 
 func makePlan(ts []tenant.Spec) plan {
@@ -62,18 +78,34 @@ func makePlan(ts []tenant.Spec) plan {
 				p.isoGW = append(p.isoGW, gw)
 			}
 		}
-		if t.NAT == nil {
+		p.planNova(t)
+		if t.NAT == nil && !floating(t) && t.Metadata == nil {
 			continue
 		}
 		for _, s := range t.Subnets {
-			r := natRule{bridge: t.Bridge, subnet: s, out: t.NAT.OutInterface}
-			for _, e := range t.NAT.Exempt {
+			r := natRule{bridge: t.Bridge, subnet: s}
+			var exempt []netip.Prefix
+			if t.NAT != nil {
+				r.translate, r.out, exempt = true, t.NAT.OutInterface, t.NAT.Exempt
+			}
+			if t.Metadata != nil {
+				// nova's metadata exemption: the server sees the fixed IP.
+				exempt = append(slices.Clone(exempt), netip.PrefixFrom(t.Metadata.Addr, 32))
+			}
+			for _, e := range exempt {
 				if e.Addr().Is4() == s.Addr().Is4() {
 					r.exempt = append(r.exempt, e)
 				}
 			}
 			r.exempt = outermost(r.exempt)
-			if t.NAT.SourceIP.IsValid() && t.NAT.SourceIP.Is4() == s.Addr().Is4() {
+			if t.NAT != nil {
+				for _, f := range t.NAT.ForceRanges {
+					if f.Addr().Is4() == s.Addr().Is4() {
+						r.force = append(r.force, f)
+					}
+				}
+			}
+			if t.NAT != nil && t.NAT.SourceIP.IsValid() && t.NAT.SourceIP.Is4() == s.Addr().Is4() {
 				r.snat = t.NAT.SourceIP
 			}
 			p.nat = append(p.nat, r)

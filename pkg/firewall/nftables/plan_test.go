@@ -5,6 +5,8 @@ import (
 	"slices"
 	"testing"
 
+	"github.com/google/nftables/expr"
+
 	"github.com/tenantnet/tenantnet/pkg/tenant"
 )
 
@@ -83,6 +85,89 @@ func TestPlanMergesNestedExemptions(t *testing.T) {
 	}
 	if got, want := p.nat[1].exempt, pfx("fd00::/8"); !slices.Equal(got, want) {
 		t.Errorf("IPv6 exemptions %v, want %v", got, want)
+	}
+}
+
+func floats(bridge string, n int) []tenant.Float {
+	var out []tenant.Float
+	for i := range n {
+		out = append(out, tenant.Float{Addr: netip.AddrFrom4([4]byte{203, 0, 113, byte(i + 1)}),
+			Fixed: netip.AddrFrom4([4]byte{10, 0, 1, byte(i + 10)}), Interface: "eth0", Bridge: bridge})
+	}
+	return out
+}
+
+func elements(d *desc, set string) int {
+	for _, s := range d.sets {
+		if s.set.Name == set {
+			return len(s.elems)
+		}
+	}
+	return -1
+}
+
+// A floating IP is set elements, never a rule: 4 per address (DNAT, SNAT
+// out of the public interface and back into the bridge, the hairpin's). Metadata and the
+// allow-list are elements too.
+func TestFloatsAreElementsNotRules(t *testing.T) {
+	base := spec("br1", "10.0.1.0/24", true, true, &tenant.NAT{OutInterface: "eth0"})
+	base.Floating = &tenant.Floating{Interface: "eth0"}
+	base.Metadata = &tenant.Metadata{Addr: netip.MustParseAddr("192.0.2.10"), Port: 8775}
+	base.Forward = []string{"eth0"}
+	other := spec("br2", "10.0.2.0/24", true, true, nil)
+	other.Metadata, other.Forward = base.Metadata, []string{"eth0", "eth1"}
+	var rules []int
+	for _, n := range []int{0, 1, 40} {
+		s := base
+		s.Floats = floats("br1", n)
+		d := describe(makePlan([]tenant.Spec{s, other}))
+		rules = append(rules, len(d.rules))
+		if got := elements(d, "floatdnat") + elements(d, "floatsnat") + elements(d, "floatfixed"); got != 4*n {
+			t.Fatalf("%d floating IPs: %d elements, want %d", n, got, 4*n)
+		}
+		if elements(d, "metadata") != 2 || elements(d, "fwallow") != 3 || elements(d, "fwlimited") != 2 {
+			t.Fatalf("metadata %d, fwallow %d, fwlimited %d elements; want 2, 3, 2", elements(d, "metadata"), elements(d, "fwallow"), elements(d, "fwlimited"))
+		}
+	}
+	if rules[0] != rules[1] || rules[1] != rules[2] {
+		t.Fatalf("rule counts %v for 0, 1 and 40 floating IPs", rules)
+	}
+	// A tenant without floating IPs, metadata or allow-list adds none of it.
+	d := describe(makePlan([]tenant.Spec{spec("br3", "10.0.3.0/24", true, true, nil)}))
+	for _, set := range []string{"floatdnat", "floatsnat", "floatfixed", "metadata", "fwallow", "fwlimited"} {
+		if elements(d, set) != -1 {
+			t.Errorf("set %s exists without the feature", set)
+		}
+	}
+	for _, ch := range d.chains {
+		if ch.Name == "prerouting" || ch.Name == "output" {
+			t.Errorf("chain %s exists without floating IPs or metadata", ch.Name)
+		}
+	}
+}
+
+// nat.forceRanges: one rule per kind of translation, placed after the
+// exemptions and before "nothing inside the subnet", elements per tenant.
+func TestForceRangesBeforeTheInnerExemption(t *testing.T) {
+	masq := spec("br1", "10.0.1.0/24", true, true, &tenant.NAT{ForceRanges: []netip.Prefix{netip.MustParsePrefix("10.0.1.200/29")}})
+	snat := spec("br2", "10.0.2.0/24", true, true, &tenant.NAT{SourceIP: netip.MustParseAddr("192.0.2.1"),
+		ForceRanges: []netip.Prefix{netip.MustParsePrefix("198.51.100.0/24"), netip.MustParsePrefix("fd00::/64")}})
+	d := describe(makePlan([]tenant.Spec{masq, snat}))
+	if elements(d, "natforcemasq4") != 1 || elements(d, "natforcesnat4") != 1 || elements(d, "natforcemasq6") != -1 {
+		t.Fatalf("elements: masq4 %d, snat4 %d, masq6 %d", elements(d, "natforcemasq4"), elements(d, "natforcesnat4"), elements(d, "natforcemasq6"))
+	}
+	pos := map[string]int{}
+	for i, r := range d.rules {
+		for _, e := range r.exprs {
+			if l, ok := e.(*expr.Lookup); ok && r.chain == "postrouting" {
+				if _, seen := pos[l.SetName]; !seen {
+					pos[l.SetName] = i
+				}
+			}
+		}
+	}
+	if !(pos["natforcemasq4"] < pos["natinner4"] && pos["natforcesnat4"] < pos["natinner4"]) {
+		t.Fatalf("force rules after the inner exemption: %v", pos)
 	}
 }
 

@@ -136,7 +136,7 @@ func describe(p plan) *desc {
 	// know (invalid, untracked), with the tenant's own action. Two rules, as
 	// "ct status" says nothing about a packet without a connection.
 	fromOutside := []expr.Any{&expr.Meta{Key: iif, Register: reg1}, &expr.Lookup{SourceRegister: reg1, SetName: "bridges", Invert: true}}
-	d.rule("forward", nil, fromOutside, in(oif, "bridges"), ctState(expr.CtStateBitNEW), notDNATed(), vmap(oif))
+	d.rule("forward", nil, fromOutside, in(oif, "bridges"), ctState(expr.CtStateBitNEW), dnated(false), vmap(oif))
 	d.rule("forward", nil, fromOutside, in(oif, "bridges"), ctState(expr.CtStateBitINVALID|expr.CtStateBitUNTRACKED), vmap(oif))
 
 	// input: a tenant reaches its own gateway, but no other tenant's when
@@ -191,6 +191,7 @@ func describe(p plan) *desc {
 			&expr.Verdict{Kind: expr.VerdictDrop},
 		})
 	}
+	d.describeNova(p)
 	d.describeNAT(p)
 	return d
 }
@@ -207,7 +208,7 @@ func (d *desc) describeNAT(p plan) {
 		if !v4 {
 			f, addrType = "6", nftables.TypeIP6Addr
 		}
-		var exempt, inner, masqOut, snatOut, masqAny, snatAny []nftables.SetElement
+		var exempt, inner, masqOut, snatOut, masqAny, snatAny, forceMasq, forceSNAT []nftables.SetElement
 		for _, r := range p.nat {
 			if r.subnet.Addr().Is4() != v4 {
 				continue
@@ -218,9 +219,21 @@ func (d *desc) describeNAT(p plan) {
 				exempt = append(exempt, nftables.SetElement{Key: slices.Concat(lo, elo), KeyEnd: slices.Concat(hi, ehi)})
 			}
 			inner = append(inner, nftables.SetElement{Key: slices.Concat(lo, lo), KeyEnd: slices.Concat(hi, hi)})
+			if !r.translate {
+				continue
+			}
 			var val []byte
 			if r.snat.IsValid() {
 				val = r.snat.AsSlice()
+			}
+			for _, f := range r.force {
+				flo, fhi := bounds(f)
+				e := nftables.SetElement{Key: slices.Concat(lo, flo), KeyEnd: slices.Concat(hi, fhi), Val: val}
+				if val != nil {
+					forceSNAT = append(forceSNAT, e)
+				} else {
+					forceMasq = append(forceMasq, e)
+				}
 			}
 			switch {
 			case r.out != "" && val != nil:
@@ -266,9 +279,24 @@ func (d *desc) describeNAT(p plan) {
 			d.addSet(&nftables.Set{Name: "natexempt" + f, KeyType: pair, Interval: true, Concatenation: true}, exempt)
 			d.rule("postrouting", nil, nfproto(v4), []expr.Any{saddr, daddr, &expr.Lookup{SourceRegister: reg1, SetName: "natexempt" + f}}, untranslated)
 		}
+		// Forced destinations (nat.forceRanges) are translated whatever the
+		// out interface (they leave by the tenant's own bridge), after the
+		// exemptions but before "nothing inside the subnet": nova's
+		// force_snat_range, for destinations the bridge would reach itself.
+		if len(forceMasq) > 0 {
+			d.addSet(&nftables.Set{Name: "natforcemasq" + f, KeyType: pair, Interval: true, Concatenation: true}, forceMasq)
+			d.rule("postrouting", nil, nfproto(v4), []expr.Any{saddr, daddr, &expr.Lookup{SourceRegister: reg1, SetName: "natforcemasq" + f}, &expr.Masq{}})
+		}
+		if len(forceSNAT) > 0 {
+			d.addSet(&nftables.Set{Name: "natforcesnat" + f, IsMap: true, KeyType: pair, DataType: addrType, Interval: true, Concatenation: true}, forceSNAT)
+			d.rule("postrouting", nil, nfproto(v4), snatTo("natforcesnat"+f, saddr, daddr))
+		}
 		d.addSet(&nftables.Set{Name: "natinner" + f, KeyType: pair, Interval: true, Concatenation: true}, inner)
 		d.rule("postrouting", nil, nfproto(v4), []expr.Any{saddr, daddr, &expr.Lookup{SourceRegister: reg1, SetName: "natinner" + f}},
-			notDNATed(), untranslated)
+			dnated(false), untranslated)
+		if v4 && p.floating {
+			d.describeFloatSNAT(saddr, daddr, oifname)
+		}
 		if len(snatOut) > 0 {
 			d.addSet(&nftables.Set{Name: "natsnatout" + f, IsMap: true, KeyType: byOut, DataType: addrType, Interval: true, Concatenation: true}, snatOut)
 			d.rule("postrouting", nil, nfproto(v4), notMcast, snatTo("natsnatout"+f, saddr, oifname))
@@ -347,13 +375,18 @@ func ctState(mask uint32) []expr.Any {
 	}
 }
 
-// notDNATed matches a packet of a connection that was not DNATed.
-func notDNATed() []expr.Any {
+// dnated matches a packet of a connection that was DNATed (want true) or
+// was not (false).
+func dnated(want bool) []expr.Any {
+	op := expr.CmpOpEq
+	if want {
+		op = expr.CmpOpNeq
+	}
 	return []expr.Any{
 		&expr.Ct{Register: reg1, Key: expr.CtKeySTATUS},
 		&expr.Bitwise{SourceRegister: reg1, DestRegister: reg1, Len: 4,
 			Mask: binaryutil.NativeEndian.PutUint32(ipsDstNAT), Xor: binaryutil.NativeEndian.PutUint32(0)},
-		&expr.Cmp{Op: expr.CmpOpEq, Register: reg1, Data: binaryutil.NativeEndian.PutUint32(0)},
+		&expr.Cmp{Op: op, Register: reg1, Data: binaryutil.NativeEndian.PutUint32(0)},
 	}
 }
 
