@@ -2,11 +2,14 @@
 // one-member or three-member cluster on free localhost ports and in a temp
 // dir, stopped and removed again. Each member also serves on a unix socket,
 // which test host namespaces reach through the file system (their loopback
-// is their own). etcd is Debian's etcd-server (scripts/install-deps.sh
-// installs it); a missing binary is an error, never a skip.
+// is their own). StartAt puts members in network namespaces of their own
+// instead, on addresses a test's management network reaches. etcd is
+// Debian's etcd-server (scripts/install-deps.sh installs it; the VM image
+// has it too); a missing binary is an error, never a skip.
 package etcdtest
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net"
@@ -19,6 +22,9 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/containernetworking/plugins/pkg/ns"
+	"golang.org/x/sys/unix"
 )
 
 // Binary finds the etcd server: $TENANTNET_ETCD, else etcd in PATH or /usr/bin.
@@ -38,11 +44,12 @@ func Binary() (string, error) {
 // Member is one etcd server.
 type Member struct {
 	Name      string
-	ClientURL string // http://127.0.0.1:port
+	ClientURL string // http://127.0.0.1:port, or http://<Place.IP>:2379
 	Socket    string // unix:///dir/name.sock:0, reachable from any network namespace
 	bin       string
 	args      []string
 	dir       string
+	netns     string // path of the network namespace it runs in ("": the caller's)
 	cmd       *exec.Cmd
 	exited    chan struct{}
 	log       *os.File
@@ -58,14 +65,29 @@ type Cluster struct {
 	dir string
 }
 
+// Place is where a member runs.
+type Place struct {
+	// NetNS is the path of a network namespace ("": the caller's).
+	NetNS string
+	// IP is the address the member serves clients (port 2379) and peers
+	// (2380) on ("": 127.0.0.1, on free ports). Required with NetNS.
+	IP string
+}
+
 // Start runs an n-member cluster and waits until every member is healthy.
-func Start(n int) (*Cluster, error) { return start(n, false) }
+func Start(n int) (*Cluster, error) { return start(make([]Place, n), false) }
 
 // StartTLS runs an n-member cluster that serves only TLS and requires a
 // client certificate.
-func StartTLS(n int) (*Cluster, error) { return start(n, true) }
+func StartTLS(n int) (*Cluster, error) { return start(make([]Place, n), true) }
 
-func start(n int, withTLS bool) (*Cluster, error) {
+// StartAt runs a cluster with member i at places[i] (each also on its unix
+// socket) and waits until every member is healthy: a cluster on a network
+// of the test's, as a real one is, which hosts reach over their links.
+func StartAt(places []Place) (*Cluster, error) { return start(places, false) }
+
+func start(places []Place, withTLS bool) (*Cluster, error) {
+	n := len(places)
 	bin, err := Binary()
 	if err != nil {
 		return nil, err
@@ -88,19 +110,29 @@ func start(n int, withTLS bool) (*Cluster, error) {
 	peers := make([]string, n)
 	for i := range n {
 		name := fmt.Sprintf("m%d", i)
-		cport, err1 := freePort()
-		pport, err2 := freePort()
-		if err := errors.Join(err1, err2); err != nil {
-			os.RemoveAll(dir)
-			return nil, err
+		p := places[i]
+		ip, cport, pport := p.IP, 2379, 2380
+		if ip == "" {
+			if p.NetNS != "" {
+				os.RemoveAll(dir)
+				return nil, fmt.Errorf("etcd member %s: a member in netns %s needs an IP", name, p.NetNS)
+			}
+			var err1, err2 error
+			ip = "127.0.0.1"
+			cport, err1 = freePort()
+			pport, err2 = freePort()
+			if err := errors.Join(err1, err2); err != nil {
+				os.RemoveAll(dir)
+				return nil, err
+			}
 		}
-		peers[i] = fmt.Sprintf("http://127.0.0.1:%d", pport)
+		peers[i] = fmt.Sprintf("http://%s:%d", ip, pport)
 		initial = append(initial, name+"="+peers[i])
 		c.Members = append(c.Members, &Member{
-			Name: name, ClientURL: fmt.Sprintf("%s://127.0.0.1:%d", scheme, cport),
+			Name: name, ClientURL: fmt.Sprintf("%s://%s:%d", scheme, ip, cport),
 			// etcd makes the socket relative to its working directory.
 			Socket: "unix://" + filepath.Join(dir, name+".sock:0"),
-			bin:    bin, dir: dir,
+			bin:    bin, dir: dir, netns: p.NetNS,
 		})
 	}
 	for i, m := range c.Members {
@@ -196,17 +228,27 @@ func (m *Member) Start() error {
 	// A test binary killed hard must not leave etcd running. The death
 	// signal follows the thread that forked, not the process: tests and the
 	// bench throw away threads they moved into other network namespaces, so
-	// etcd is started from a thread that lives exactly as long as it does.
+	// etcd is started from a thread that lives exactly as long as it does
+	// (and that is in the member's namespace, which etcd inherits).
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	exited, started := make(chan struct{}), make(chan error)
-	go func() {
+	run := func() {
 		runtime.LockOSThread()
 		defer runtime.UnlockOSThread()
-		err := cmd.Start()
+		err := m.startNiced(cmd)
 		started <- err
 		if err == nil {
 			_ = cmd.Wait()
 			close(exited)
+		}
+	}
+	go func() {
+		if m.netns == "" {
+			run()
+			return
+		}
+		if err := ns.WithNetNSPath(m.netns, func(ns.NetNS) error { run(); return nil }); err != nil {
+			started <- err
 		}
 	}()
 	if err := <-started; err != nil {
@@ -215,6 +257,30 @@ func (m *Member) Start() error {
 	}
 	m.cmd, m.log, m.exited = cmd, log, exited
 	return nil
+}
+
+// placedNice is the CPU priority of members placed on a network of a
+// test's: they stand for machines of their own, which the simulated hosts'
+// plugin processes (all on the same few emulated CPUs) must not starve.
+const placedNice = -5
+
+// startNiced starts cmd from the calling (locked) thread; a placed member
+// inherits placedNice from it, and the thread gets its own priority back.
+func (m *Member) startNiced(cmd *exec.Cmd) error {
+	if m.netns == "" {
+		return cmd.Start()
+	}
+	tid := unix.Gettid()
+	prev, err := unix.Getpriority(unix.PRIO_PROCESS, tid)
+	if err != nil {
+		return fmt.Errorf("read the priority of thread %d: %w", tid, err)
+	}
+	if err := unix.Setpriority(unix.PRIO_PROCESS, tid, placedNice); err != nil {
+		return fmt.Errorf("raise the priority of thread %d: %w", tid, err)
+	}
+	// getpriority(2) returns 20 - nice.
+	defer unix.Setpriority(unix.PRIO_PROCESS, tid, 20-prev)
+	return cmd.Start()
 }
 
 // Kill stops the member at once (a crash, as far as the cluster can tell)
@@ -232,13 +298,14 @@ func (m *Member) Kill() {
 // WaitHealthy waits until the member answers /health with a leader.
 func (m *Member) WaitHealthy(timeout time.Duration) error {
 	deadline := time.Now().Add(timeout)
-	cl := &http.Client{Timeout: time.Second}
+	tr := &http.Transport{DialContext: m.dial}
+	cl := &http.Client{Timeout: time.Second, Transport: tr}
 	if m.tls != nil {
 		tc, err := m.tls.clientConfig()
 		if err != nil {
 			return err
 		}
-		cl.Transport = &http.Transport{TLSClientConfig: tc}
+		tr.TLSClientConfig = tc
 	}
 	var last error
 	for time.Now().Before(deadline) {
@@ -261,6 +328,22 @@ func (m *Member) WaitHealthy(timeout time.Duration) error {
 		time.Sleep(50 * time.Millisecond)
 	}
 	return fmt.Errorf("etcd member %s not healthy after %s: %v; its log: %s", m.Name, timeout, last, m.Log())
+}
+
+// dial connects from the member's network namespace: a member placed on a
+// test's network is out of the caller's reach.
+func (m *Member) dial(ctx context.Context, network, addr string) (net.Conn, error) {
+	var d net.Dialer
+	if m.netns == "" {
+		return d.DialContext(ctx, network, addr)
+	}
+	var c net.Conn
+	err := ns.WithNetNSPath(m.netns, func(ns.NetNS) error {
+		var err error
+		c, err = d.DialContext(ctx, network, addr)
+		return err
+	})
+	return c, err
 }
 
 // Log is the tail of the member's log.

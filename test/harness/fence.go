@@ -146,6 +146,11 @@ func CheckFence(t *testing.T, w Wire, gw4, gw6 netip.Addr, sites []FenceSite) {
 	}
 }
 
+// FenceBreach says why a frame seen on a tenant's wire breaks the gateway
+// fence of gw4 and gw6 ("" when it does not): ARP or neighbour discovery
+// from or for a gateway address, a router advertisement, DHCP.
+func FenceBreach(f Frame, gw4, gw6 netip.Addr) string { return fenced(f, gw4, gw6, nil) }
+
 // fenced says why a frame on the wire should not be there ("" when it may).
 func fenced(f Frame, gw4, gw6 netip.Addr, marks [][]byte) string {
 	if _, _, spa, tpa, ok := f.ARP(); ok && (spa == gw4 || tpa == gw4) {

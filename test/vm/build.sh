@@ -50,9 +50,10 @@ die() {
 
 # Host packages: QEMU and busybox-static run the guest; the others are copied into it.
 # conntrack and tcpdump are small and handy when debugging a failing test in the VM.
+# etcd-server: the cluster tests run etcd members in the guest (its etcd links only libc).
 # xz-utils unpacks the kernel image; util-linux gives flock.
 host_pkgs=(qemu-system-x86 busybox-static cpio iptables nftables iproute2 conntrack tcpdump
-	xz-utils util-linux dash bash)
+	etcd-server xz-utils util-linux dash bash)
 
 missing_pkgs() {
 	# One dpkg-query for all of them (each call costs about 30 ms).
@@ -142,7 +143,7 @@ kver=${kpkg#linux-image-} # the module folder name, e.g. 6.1.0-56-amd64
 # lists), the guest init, the kernel package and the versions of the host packages whose
 # files are copied into the guest.
 pkg_versions=$(dpkg-query -W -f='${Package}=${Version}\n' busybox-static iptables nftables \
-	iproute2 conntrack tcpdump libc6 dash bash 2>/dev/null | sort)
+	iproute2 conntrack tcpdump etcd-server libc6 dash bash 2>/dev/null | sort)
 key=$(
 	{
 		sha256sum "$here/build.sh" "$here/init" | awk '{print $1}'
@@ -352,7 +353,7 @@ busybox depmod -b "$root" "$kver"
 hostpath=/usr/sbin:/usr/bin:/sbin:/bin
 tool_path() { PATH=$hostpath command -v "$1" || die "host tool $1 not found"; }
 sbin_tools=(ip bridge tc ss nft conntrack xtables-nft-multi xtables-legacy-multi)
-bin_tools=(tcpdump bash)
+bin_tools=(tcpdump bash etcd)
 elfs=()
 for t in "${sbin_tools[@]}"; do
 	src=$(readlink -f "$(tool_path "$t")")

@@ -456,7 +456,7 @@ func (p *picker) windowOpts() []clientv3.OpOption {
 func (p *picker) setWindow(from netip.Addr, kvs []*mvccpb.KeyValue, more bool) {
 	p.from, p.upto, p.keys = from, p.r.End, map[netip.Addr]bool{}
 	for _, kv := range kvs {
-		if a, ok := parseAddrKey(string(kv.Key)); ok {
+		if a, ok := ParseAddrKey(string(kv.Key)); ok {
 			p.keys[a] = true
 			if more {
 				p.upto = a // beyond the last key read, nothing is known
@@ -669,7 +669,7 @@ func (s *Store) List(ctx context.Context) ([]ipstore.Reservation, error) {
 	}
 	var out []ipstore.Reservation
 	for _, kv := range resp.Kvs {
-		a, ok := parseAddrKey(string(kv.Key))
+		a, ok := ParseAddrKey(string(kv.Key))
 		if !ok {
 			continue
 		}

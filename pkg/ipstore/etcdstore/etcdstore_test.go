@@ -361,7 +361,7 @@ func TestKeysSortAsAddresses(t *testing.T) {
 			t.Errorf("key of %s (%s) does not sort before key of %s (%s)", a, addrKey(a), b, addrKey(b))
 		}
 		for _, x := range []netip.Addr{a, b} {
-			if back, ok := parseAddrKey("/p/ipam/n/ips/" + addrKey(x)); !ok || back != x {
+			if back, ok := ParseAddrKey("/p/ipam/n/ips/" + addrKey(x)); !ok || back != x {
 				t.Errorf("%s -> %s -> %v %v", x, addrKey(x), back, ok)
 			}
 		}

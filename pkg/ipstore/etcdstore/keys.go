@@ -70,8 +70,9 @@ func addrKey(a netip.Addr) string {
 	return "v6/" + a.StringExpanded()
 }
 
-// parseAddrKey reads the address at the end of an ips/ key.
-func parseAddrKey(k string) (netip.Addr, bool) {
+// ParseAddrKey reads the address at the end of an ips/ key (its
+// v4/010.001.001.005 or v6/<expanded> form).
+func ParseAddrKey(k string) (netip.Addr, bool) {
 	i := strings.LastIndex(k, "/v4/")
 	if i < 0 {
 		if j := strings.LastIndex(k, "/v6/"); j >= 0 {
