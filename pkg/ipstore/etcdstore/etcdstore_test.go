@@ -481,3 +481,34 @@ func TestNamesGoWithTheReservation(t *testing.T) {
 		t.Fatal("an address key read as an attachment")
 	}
 }
+
+// Warm is a read: etcd's raft index does not move (a transaction holding a
+// write, even in a branch never taken, goes through raft and its fsyncs).
+func TestWarmWritesNothing(t *testing.T) {
+	cl := cluster(t)
+	s := openStore(t, cl.Endpoints(), newPrefix(), t.TempDir(), "n1")
+	if err := s.Warm(ctx); err != nil { // connect, settle: may write
+		t.Fatal(err)
+	}
+	cli, err := clientv3.New(clientv3.Config{Endpoints: cl.Endpoints(), DialTimeout: 5 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cli.Close()
+	index := func() uint64 {
+		st, err := cli.Status(ctx, cl.Members[0].ClientURL)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return st.RaftIndex
+	}
+	before := index()
+	for range 5 {
+		if err := s.Warm(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if after := index(); after != before {
+		t.Fatalf("5 warm-ups moved the raft index from %d to %d", before, after)
+	}
+}
