@@ -50,17 +50,20 @@ func cmdCheck(args *skel.CmdArgs) error {
 	if rec == nil {
 		return fmt.Errorf("tenant %s (network %s) is not set up on this host", c.Bridge, c.Name)
 	}
+	if rec.Pending {
+		return fmt.Errorf("tenant %s (network %s) was left half set up or half torn down by a plugin that was killed; the next ADD of the network finishes it, its last DEL or GC removes it", c.Bridge, c.Name)
+	}
 	want := desired(c)
 	if !same(rec, want) {
 		return fmt.Errorf("tenant %s was set up from a different configuration than network %s has now; re-add its containers to apply it", c.Bridge, c.Name)
 	}
 
 	if c.Mode() == "vlan" {
-		exists, err := vlan.Preflight(hs.nl, vlan.Spec{Name: c.VLANInterface, Parent: c.Trunk, ID: c.VLAN, MTU: c.MTU, MAC: c.VLANMAC})
+		link, err := vlan.Preflight(hs.nl, vlan.Spec{Name: c.VLANInterface, Parent: c.Trunk, ID: c.VLAN, MTU: c.MTU, MAC: c.VLANMAC})
 		if err != nil {
 			return fmt.Errorf("VLAN link %s: %w", c.VLANInterface, err)
 		}
-		if !exists {
+		if link == nil {
 			return fmt.Errorf("VLAN link %s (vlan %d on %s) is missing", c.VLANInterface, c.VLAN, c.Trunk)
 		}
 	}

@@ -5,6 +5,7 @@ import (
 
 	"github.com/containernetworking/cni/pkg/skel"
 
+	"github.com/tenantnet/tenantnet/pkg/fault"
 	"github.com/tenantnet/tenantnet/pkg/netconf"
 	"github.com/tenantnet/tenantnet/pkg/state"
 	"github.com/tenantnet/tenantnet/pkg/veth"
@@ -38,6 +39,7 @@ func cmdDel(args *skel.CmdArgs) error {
 	if ipamErr != nil {
 		return fmt.Errorf("release addresses (IPAM %s): %w", m.IPAMType, ipamErr)
 	}
+	fault.Point("del/host-side")
 	if err := namesDel(m.StateDir, m.Bridge, args.ContainerID, args.IfName); err != nil {
 		return err
 	}
