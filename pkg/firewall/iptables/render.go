@@ -272,9 +272,10 @@ func filterChains() []string {
 }
 
 // teardown renders the removal of every tenantnet chain (the jumps into them
-// must be gone first).
+// must be gone first) but the markers, which prune removes after what they
+// name.
 func teardown() []table {
-	return []table{{name: "filter", unused: append(filterChains(), madeChains("filter")...)}, {name: "nat", unused: append([]string{chainPost}, madeChains("nat")...)}}
+	return []table{{name: "filter", unused: filterChains()}, {name: "nat", unused: []string{chainPost}}}
 }
 
 // restoreInput formats tables for iptables-restore --noflush. A declared
