@@ -14,6 +14,8 @@ import (
 // cmdGC removes every attachment of this network that the runtime no longer
 // knows (CNI 1.1), passes GC on to IPAM, and tears the tenant down when
 // nothing of it remains: what a crashed runtime or a reboot leaves behind.
+// Then it sweeps the host (Sweep): what a killed plugin made and no record
+// explains goes, whatever the network.
 func cmdGC(args *skel.CmdArgs) error {
 	m, err := netconf.ParseMinimal(args.StdinData)
 	if err != nil {
@@ -53,5 +55,10 @@ func cmdGC(args *skel.CmdArgs) error {
 	errs = append(errs, namesGC(m.StateDir, m.Bridge, valid))
 	errs = append(errs, ipamGC(m.IPAMType, args.StdinData))
 	errs = append(errs, hs.maybeTeardown(m.Bridge))
+	sw, err := hs.sweep()
+	if sw != nil {
+		sw.report()
+	}
+	errs = append(errs, err)
 	return errors.Join(errs...)
 }
