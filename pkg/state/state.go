@@ -170,6 +170,11 @@ func (d Dir) ForgetTenant(bridge string, tl *flock.Lock) error {
 	if err := os.RemoveAll(d.attachDir(bridge)); err != nil {
 		return err
 	}
+	// What a writer killed before its first record of the tenant was
+	// renamed into place left.
+	if err := fsx.RemoveOwned(d.tenantPath(bridge)); err != nil {
+		return err
+	}
 	return tl.Remove()
 }
 

@@ -620,10 +620,11 @@ func (hs *host) teardown(rec *state.Tenant, others []*state.Tenant) error {
 // clearHost removes the host record when no tenant is left, with whatever
 // rules its backends may still hold (a teardown killed after its rules went
 // has nothing left to remove; one killed before removing a previous
-// backend's rules has). cleared is a backend whose rules are gone already.
+// backend's rules has), and what a writer of it killed half-way left.
+// cleared is a backend whose rules are gone already.
 func (hs *host) clearHost(cleared string) error {
 	h, err := hs.st.ReadHost()
-	if err != nil || h == (state.Host{}) {
+	if err != nil {
 		return err
 	}
 	for _, b := range []string{h.Backend, h.Previous} {
