@@ -1,8 +1,12 @@
 package harness
 
 import (
+	"errors"
 	"fmt"
+	"io/fs"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"regexp"
 	"sort"
 	"strings"
@@ -161,6 +165,82 @@ func (n *NS) settle(t testing.TB) {
 func (n *NS) Unchanged(t testing.TB, before, when string) {
 	t.Helper()
 	if after := n.Snapshot(t); after != before {
+		t.Fatalf("host differs %s:\n%s", when, Diff(before, after))
+	}
+}
+
+// Records renders what tenantnet keeps on disk for the host: every file and
+// directory under its state and IPAM data directories, files with their
+// content and symlinks (reservations) with their targets. Left out is what
+// persists by design: lock files (a lock file that is not named *.lock is
+// an IPAM network's "lock"), the resolver's log, and IPAM's boot id and
+// round-robin memory ("boot", "last-4", "last-6").
+func (h *Host) Records(t testing.TB) string {
+	t.Helper()
+	var lines []string
+	for _, root := range []struct{ name, dir string }{{"state", h.StateDir}, {"ipam", h.DataDir}} {
+		err := filepath.WalkDir(root.dir, func(p string, d fs.DirEntry, err error) error {
+			if errors.Is(err, fs.ErrNotExist) {
+				return nil
+			}
+			if err != nil || p == root.dir {
+				return err
+			}
+			rel, _ := filepath.Rel(root.dir, p)
+			base := d.Name()
+			switch {
+			case strings.HasSuffix(base, ".lock"), strings.HasPrefix(base, "resolver.log"),
+				root.name == "ipam" && (base == "lock" || base == "boot" || base == "last-4" || base == "last-6"):
+				return nil
+			case d.IsDir():
+				lines = append(lines, fmt.Sprintf("%s %s/", root.name, rel))
+			case d.Type()&fs.ModeSymlink != 0:
+				target, err := os.Readlink(p)
+				if err != nil {
+					return err
+				}
+				lines = append(lines, fmt.Sprintf("%s %s -> %s", root.name, rel, target))
+			default:
+				b, err := os.ReadFile(p)
+				if err != nil {
+					return err
+				}
+				lines = append(lines, fmt.Sprintf("%s %s %s", root.name, rel, strings.Join(strings.Fields(string(b)), " ")))
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatalf("read %s dir: %v", root.name, err)
+		}
+	}
+	sort.Strings(lines)
+	return strings.Join(lines, "\n") + "\n"
+}
+
+// SnapshotAll is the host namespace's Snapshot and the host's Records, once
+// they are settled: the kernel adds a new link's IPv6 link-local address and
+// routes a moment after the link comes up, so a snapshot is taken again
+// until two in a row agree.
+func (h *Host) SnapshotAll(t testing.TB) string {
+	t.Helper()
+	prev := h.Snapshot(t) + h.Records(t)
+	for deadline := time.Now().Add(3 * time.Second); time.Now().Before(deadline); {
+		time.Sleep(100 * time.Millisecond)
+		cur := h.Snapshot(t) + h.Records(t)
+		if cur == prev {
+			return cur
+		}
+		prev = cur
+	}
+	t.Fatalf("the host does not settle: its snapshots keep changing")
+	return ""
+}
+
+// UnchangedAll fails t unless the host, namespace and records, is as
+// SnapshotAll before shows it.
+func (h *Host) UnchangedAll(t testing.TB, before, when string) {
+	t.Helper()
+	if after := h.SnapshotAll(t); after != before {
 		t.Fatalf("host differs %s:\n%s", when, Diff(before, after))
 	}
 }
