@@ -42,7 +42,26 @@ func WriteAtomic(path string, data []byte) error {
 	if err != nil {
 		return err
 	}
-	_, err = f.Write(data)
+	return replace(f, path, data)
+}
+
+// WriteOwned is WriteAtomic for a file with one writer at a time (a record
+// written under its lock, or by the one call that owns it): its temporary
+// file is path+".tmp", so a writer killed half-way leaves a name that the
+// next writer truncates and RemoveOwned removes, where WriteAtomic's random
+// names would stay behind.
+func WriteOwned(path string, data []byte) error {
+	f, err := os.OpenFile(path+".tmp", os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	if err != nil {
+		return err
+	}
+	return replace(f, path, data)
+}
+
+// replace writes data to the new temporary file f, syncs it, renames it to
+// path and syncs the directory.
+func replace(f *os.File, path string, data []byte) error {
+	_, err := f.Write(data)
 	if err == nil {
 		err = f.Sync()
 	}
@@ -56,50 +75,18 @@ func WriteAtomic(path string, data []byte) error {
 		os.Remove(f.Name())
 		return err
 	}
-	return syncDir(filepath.Dir(path))
-}
-
-// WriteOwned is WriteAtomic for a file with one writer at a time (a record
-// written under its lock, or by the one call that owns it): its temporary
-// file is path+".tmp", so a writer killed half-way leaves a name that the
-// next writer truncates and RemoveOwned removes, where WriteAtomic's random
-// names would stay behind.
-func WriteOwned(path string, data []byte) error {
-	tmp := path + ".tmp"
-	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	dir, err := os.Open(filepath.Dir(path))
 	if err != nil {
 		return err
 	}
-	_, err = f.Write(data)
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp, path)
-	}
-	if err != nil {
-		os.Remove(tmp)
-		return err
-	}
-	return syncDir(filepath.Dir(path))
+	defer dir.Close()
+	return dir.Sync()
 }
 
 // RemoveOwned deletes a file WriteOwned writes, and what a writer killed
 // half-way left of it; gone already is fine.
 func RemoveOwned(path string) error {
 	return errors.Join(Remove(path+".tmp"), Remove(path))
-}
-
-func syncDir(path string) error {
-	dir, err := os.Open(path)
-	if err != nil {
-		return err
-	}
-	defer dir.Close()
-	return dir.Sync()
 }
 
 // ErrCorrupt is a file that exists but cannot be parsed (cut short by a

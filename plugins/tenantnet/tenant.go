@@ -606,6 +606,7 @@ func (hs *host) teardown(rec *state.Tenant, others []*state.Tenant) error {
 		return ruleErr
 	}
 	namesGone(hs.st.Root, rec.Spec.Bridge)
+	fault.Point("teardown/names")
 	if err := hs.st.RemoveTenant(rec.Spec.Bridge); err != nil {
 		return cnierr.IO("remove tenant record: %v", err)
 	}

@@ -41,23 +41,18 @@ func callTime(t *testing.T, h *harness.Host, do, undo harness.Call) time.Duratio
 
 func TestCrashAtRandomMoments(t *testing.T) {
 	t.Parallel()
-	for _, mode := range []string{"local", "flat"} {
+	for _, mode := range []string{"local", "flat", "names"} {
 		t.Run(mode, func(t *testing.T) {
 			t.Parallel()
-			cn := newCrashNet(t, mode)
-			h := cn.h
-			h.BinDir = binDir
-			n := 0
-			fresh := func() *harness.Container {
-				n++
-				return harness.NewContainer(t, fmt.Sprintf("m%d", n))
-			}
-			a := fresh()
-			addTime := callTime(t, h, cn.call("ADD", a), cn.call("DEL", a))
+			cn := crashNet(t, mode)
+			h := cn.H
+			h.BinDir = binDir // the release build
+			a := cn.Fresh(t)
+			addTime := callTime(t, h, cn.Call("ADD", a), cn.Call("DEL", a))
 			empty := h.SnapshotAll(t)
-			h.Add(cn.conf, a)
-			delTime := callTime(t, h, cn.call("DEL", a), cn.call("ADD", a))
-			h.Del(cn.conf, a)
+			h.Add(cn.Conf, a)
+			delTime := callTime(t, h, cn.Call("DEL", a), cn.Call("ADD", a))
+			h.Del(cn.Conf, a)
 			t.Logf("%s: first ADD %v, last DEL %v (median of 3)", mode, addTime, delTime)
 
 			// Each scenario at moments from the start of the call to a fifth
@@ -72,35 +67,31 @@ func TestCrashAtRandomMoments(t *testing.T) {
 				if err != nil {
 					t.Fatalf("%s killed after %v: it failed instead: %v", c.Command, d, err)
 				}
-				cn.kept(t)
+				cn.Kill(t)
 				return killed
 			}
 			killed := 0
 			for i := range moments {
 				d := at(i, addTime)
-				x := fresh()
-				if kill(cn.call("ADD", x), d) {
+				x := cn.Fresh(t)
+				if kill(cn.Call("ADD", x), d) {
 					killed++
 				}
-				h.Del(cn.conf, x)
-				h.UnchangedAll(t, empty, fmt.Sprintf("after a first ADD killed after %v and its DEL", d))
+				h.Del(cn.Conf, x)
+				cn.Empty(t, empty, fmt.Sprintf("after a first ADD killed after %v and its DEL", d))
 
-				if kill(cn.call("ADD", x), d) {
+				if kill(cn.Call("ADD", x), d) {
 					killed++
 				}
-				y := fresh()
-				cn.check(t, y)
-				h.Del(cn.conf, x)
-				h.Del(cn.conf, y)
-				h.UnchangedAll(t, empty, fmt.Sprintf("after a first ADD killed after %v, another container's ADD and both DELs", d))
+				cn.Another(t, x, empty, fmt.Sprintf("after a first ADD killed after %v", d))
 
 				d = at(i, delTime)
-				h.Add(cn.conf, x)
-				if kill(cn.call("DEL", x), d) {
+				h.Add(cn.Conf, x)
+				if kill(cn.Call("DEL", x), d) {
 					killed++
 				}
-				h.Del(cn.conf, x)
-				h.UnchangedAll(t, empty, fmt.Sprintf("after the last DEL killed after %v and DEL again", d))
+				h.Del(cn.Conf, x)
+				cn.Empty(t, empty, fmt.Sprintf("after the last DEL killed after %v and DEL again", d))
 			}
 			t.Logf("%s: %d of %d calls killed before they ended", mode, killed, 3*moments)
 			if killed < moments {
