@@ -226,16 +226,48 @@ func (p *Pending) Allocate(gatewayOnHost bool, reqs []rtargs.IP, containerID, if
 	if err != nil {
 		return nil, fmt.Errorf("reserve addresses for %s in network %s: %w", owner, network, err)
 	}
+	return result(c, gatewayOnHost, addrs), nil
+}
+
+// result is the IPAM result for addrs: each with its subnet's length and
+// gateway, and the config's routes.
+func result(c *ipamconf.Config, gatewayOnHost bool, addrs []netip.Addr) *current.Result {
 	res := &current.Result{CNIVersion: current.ImplementedSpecVersion, Routes: c.Routes}
 	for _, a := range addrs {
 		r := c.RangeFor(a)
+		if r == nil {
+			continue // not of this config's ranges (edited since)
+		}
 		ipc := &current.IPConfig{Address: ipx.IPNet(netip.PrefixFrom(a, r.Subnet.Bits()))}
 		if gatewayOnHost || r.GatewaySet {
 			ipc.Gateway = net.IP(r.Gateway.AsSlice())
 		}
 		res.IPs = append(res.IPs, ipc)
 	}
-	return res, nil
+	return res
+}
+
+// Held is the result the attachment's ADD returned, as far as IPAM knows
+// it now: the addresses it holds on this node (none when its reservation
+// is lost) and the config's routes. tenantctl check compares the
+// container with it.
+func Held(call Call) (*current.Result, error) {
+	n, c, err := load(call.Config)
+	if err != nil {
+		return nil, err
+	}
+	var held []netip.Addr
+	if !neverUsed(n.Name, &c.Store) {
+		s, err := Open(n.Name, &c.Store)
+		if err != nil {
+			return nil, err
+		}
+		defer s.Close()
+		if held, err = s.Lookup(context.Background(), call.owner()); err != nil {
+			return nil, err
+		}
+	}
+	return result(c, n.Gateway == nil || *n.Gateway, held), nil
 }
 
 // Del releases the attachment's addresses; nothing reserved is fine. A
@@ -387,6 +419,8 @@ func NetworkConfig(file []byte) ([]byte, error) {
 	return nil, cnierr.Config("plugins", "no plugin of network %q has ipam type %q", list.Name, ipamconf.TypeName)
 }
 
+// openConfig opens the store of config's network; nil without error when
+// it is a files store that was never used (looking must not create it).
 func openConfig(config []byte) (ipstore.Store, error) {
 	name, st, err := location(config)
 	if err != nil {
@@ -395,6 +429,9 @@ func openConfig(config []byte) (ipstore.Store, error) {
 	if name == "" {
 		return nil, cnierr.Config("name", "missing; the network's name says whose reservations these are")
 	}
+	if neverUsed(name, st) {
+		return nil, nil
+	}
 	return Open(name, st)
 }
 
@@ -402,7 +439,7 @@ func openConfig(config []byte) (ipstore.Store, error) {
 // config as NetworkConfig returns it): every node's, with etcd.
 func List(ctx context.Context, config []byte) ([]ipstore.Reservation, error) {
 	s, err := openConfig(config)
-	if err != nil {
+	if err != nil || s == nil {
 		return nil, err
 	}
 	defer s.Close()
@@ -415,7 +452,7 @@ func List(ctx context.Context, config []byte) ([]ipstore.Reservation, error) {
 // whose containers are gone: their addresses become free for others.
 func ReleaseNode(ctx context.Context, config []byte, node string) ([]ipstore.Reservation, error) {
 	s, err := openConfig(config)
-	if err != nil {
+	if err != nil || s == nil {
 		return nil, err
 	}
 	defer s.Close()

@@ -53,7 +53,7 @@ func CheckKeys(obj map[string]json.RawMessage, where string, allowed []string) *
 		if where != "" {
 			field = where + "." + k
 		}
-		if s := closest(k, allowed); s != "" {
+		if s := Closest(k, allowed); s != "" {
 			return cnierr.Config(field, "unknown field; did you mean %q?", s)
 		}
 		return cnierr.Config(field, "unknown field; known fields are %s", strings.Join(allowed, ", "))
@@ -113,9 +113,10 @@ func contains(list []string, s string) bool {
 	return false
 }
 
-// closest returns the allowed key nearest to k when it is near enough to be a
-// plausible typo (case-insensitive match or edit distance at most 2).
-func closest(k string, allowed []string) string {
+// Closest returns the allowed word nearest to k when it is near enough to
+// be a plausible typo (case-insensitive match or edit distance at most 2):
+// field names here, commands and flags in tenantctl.
+func Closest(k string, allowed []string) string {
 	best, bestD := "", 3
 	for _, a := range allowed {
 		if strings.EqualFold(a, k) {

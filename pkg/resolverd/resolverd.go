@@ -200,6 +200,9 @@ func WaitGone(stateDir string) error {
 	asked := false
 	for {
 		l, err := flock.TryExclusive(d.claim())
+		if errors.Is(err, os.ErrNotExist) {
+			return nil // no names dir: no resolver ever ran for this state dir
+		}
 		if err != nil {
 			return err
 		}

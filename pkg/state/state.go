@@ -23,6 +23,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/tenantnet/tenantnet/pkg/flock"
 	"github.com/tenantnet/tenantnet/pkg/fsx"
@@ -53,6 +54,18 @@ type Links struct {
 	Hairpin       bool   `json:"hairpin,omitempty"`
 	// GatewayAddrs are the bridge addresses with the subnet's length.
 	GatewayAddrs []netip.Prefix `json:"gatewayAddrs,omitempty"`
+}
+
+// Uplink is the link enslaved to the tenant's bridge: the VLAN link, the
+// trunk itself in flat mode, or none.
+func (l Links) Uplink() string {
+	switch l.Mode {
+	case "vlan":
+		return l.VLANInterface
+	case "flat":
+		return l.Trunk
+	}
+	return ""
 }
 
 // Undo is what this tenant changed on the host, so teardown gives back
@@ -94,6 +107,8 @@ type Attachment struct {
 	IfName      string `json:"ifname"`
 	Netns       string `json:"netns,omitempty"`
 	HostVeth    string `json:"hostVeth"`
+	// Since is when ADD attached the container (tenantctl show).
+	Since time.Time `json:"since,omitzero"`
 }
 
 func (d Dir) hostLock() string { return filepath.Join(d.Root, "host.lock") }

@@ -3,6 +3,7 @@ package tenantnet
 import (
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/containernetworking/cni/pkg/skel"
 	"github.com/containernetworking/cni/pkg/types"
@@ -59,7 +60,7 @@ func cmdAdd(args *skel.CmdArgs) (err error) {
 	}()
 
 	hostName := veth.HostName(c.Bridge, args.ContainerID, args.IfName)
-	att := &state.Attachment{Network: c.Name, ContainerID: args.ContainerID, IfName: args.IfName, Netns: args.Netns, HostVeth: hostName}
+	att := &state.Attachment{Network: c.Name, ContainerID: args.ContainerID, IfName: args.IfName, Netns: args.Netns, HostVeth: hostName, Since: time.Now().UTC()}
 
 	// Host state: VLAN, bridge, gateway, rules; the attachment keeps the
 	// tenant from being torn down under us from here on.

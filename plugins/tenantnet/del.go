@@ -5,6 +5,7 @@ import (
 
 	"github.com/containernetworking/cni/pkg/skel"
 
+	"github.com/tenantnet/tenantnet/pkg/cnierr"
 	"github.com/tenantnet/tenantnet/pkg/fault"
 	"github.com/tenantnet/tenantnet/pkg/netconf"
 	"github.com/tenantnet/tenantnet/pkg/state"
@@ -28,22 +29,46 @@ func cmdDel(args *skel.CmdArgs) error {
 	}
 	defer hs.close()
 	att, _ := hs.st.ReadAttachment(m.Bridge, args.ContainerID, args.IfName)
+	err = hs.detach(m.Bridge, args.ContainerID, args.IfName, att, func() error {
+		if err := ipamDel(m.IPAMType, args); err != nil {
+			return fmt.Errorf("release addresses (IPAM %s): %w", m.IPAMType, err)
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	return hs.maybeTeardown(m.Bridge)
+}
+
+// detach removes one attachment from the host: the host end of its veth,
+// its addresses (release; nil leaves them to the caller), its name record
+// and its record. DEL, GC and tenantctl gc; the tenant's teardown when it
+// was the last is the caller's (maybeTeardown).
+func (hs *host) detach(bridge, cid, ifName string, att *state.Attachment, release func() error) error {
 	// Unregistering a veth waits on the kernel (an RCU grace period, ~15 ms
 	// here): release the addresses meanwhile (IPAM uses no netlink).
 	gone := make(chan error, 1)
-	go func() { gone <- deleteHostVeth(hs, m.Bridge, args.ContainerID, args.IfName, att) }()
-	ipamErr := ipamDel(m.IPAMType, args)
+	go func() { gone <- deleteHostVeth(hs, bridge, cid, ifName, att) }()
+	var releaseErr error
+	if release != nil {
+		releaseErr = release()
+	}
 	if err := <-gone; err != nil {
 		return err
 	}
-	if ipamErr != nil {
-		return fmt.Errorf("release addresses (IPAM %s): %w", m.IPAMType, ipamErr)
+	if releaseErr != nil {
+		return releaseErr
 	}
 	fault.Point("del/host-side")
-	if err := namesDel(m.StateDir, m.Bridge, args.ContainerID, args.IfName); err != nil {
+	if err := namesDel(hs.st.Root, bridge, cid, ifName); err != nil {
 		return err
 	}
-	return hs.leave(m.Bridge, args.ContainerID, args.IfName)
+	if err := hs.st.RemoveAttachment(bridge, cid, ifName); err != nil {
+		return cnierr.IO("remove attachment record: %v", err)
+	}
+	fault.Point("del/detached")
+	return nil
 }
 
 // hostVeth is the host end of an attachment: the name its record holds (a

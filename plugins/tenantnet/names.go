@@ -140,8 +140,9 @@ func namesGone(stateDir, bridge string) {
 }
 
 // namesCheck verifies the container's record and that the resolver serves
-// the tenant, starting the resolver when it is not running.
-func namesCheck(c *netconf.Config, cid, ifName string, br netlink.Link, prev []netip.Addr) error {
+// the tenant; with start, it starts the resolver when it is not running
+// (the plugin's CHECK repairs that, as ADD would).
+func namesCheck(c *netconf.Config, cid, ifName string, br netlink.Link, prev []netip.Addr, start bool) error {
 	if c.Names == nil {
 		return nil
 	}
@@ -165,8 +166,10 @@ func namesCheck(c *netconf.Config, cid, ifName string, br netlink.Link, prev []n
 			return fmt.Errorf("names: the record of container %s does not hold its address %s", cid, a)
 		}
 	}
-	if _, err := resolverd.Ensure(c.StateDir); err != nil {
-		return fmt.Errorf("names: %w", err)
+	if start {
+		if _, err := resolverd.Ensure(c.StateDir); err != nil {
+			return fmt.Errorf("names: %w", err)
+		}
 	}
 	if p := resolverd.Check(c.StateDir).Problems(c.Bridge); len(p) > 0 {
 		return fmt.Errorf("names: %s", p[0])

@@ -29,10 +29,10 @@ type Swept struct {
 	Links []string
 	// Names are tenants whose name records outlived them, removed.
 	Names []string
-	// Rules are firewall backends whose rules were made the records' again.
-	Rules []string
 	// Left are such objects left in place, each with the reason.
 	Left []string
+	// DryRun: nothing was removed; the fields say what would have been.
+	DryRun bool
 }
 
 // Sweep removes from this host what tenantnet made and no record of
@@ -46,18 +46,24 @@ type Swept struct {
 // and this alias, a host veth named as tenantnet names them on such a
 // bridge, and it never removes a bridge that has a port tenantnet did not
 // make (it names it in Left). Containers' attachments and addresses are
-// the runtime's to judge (CNI GC's valid attachments), not Sweep's.
-func Sweep(stateDir string) (*Swept, error) {
+// the runtime's to judge (CNI GC's valid attachments), not Sweep's. Last,
+// every firewall backend's rules are made the records' (none for a backend
+// that is not the host's). dryRun changes nothing and takes no lock: the
+// result says what would be removed.
+func Sweep(stateDir string, dryRun bool) (*Swept, error) {
 	hs, err := newHost(stateDir)
 	if err != nil {
 		return nil, err
 	}
 	defer hs.close()
-	return hs.sweep()
+	sw := &Swept{DryRun: dryRun}
+	if dryRun {
+		return sw, hs.sweepDry(sw)
+	}
+	return sw, hs.sweep(sw)
 }
 
-func (hs *host) sweep() (*Swept, error) {
-	sw := &Swept{}
+func (hs *host) sweep(sw *Swept) error {
 	// Links and names first, under the host lock (no tenant is created or
 	// torn down meanwhile): a container's end that no attachment explains
 	// must go while its bridge is there to tell it is tenantnet's.
@@ -76,7 +82,7 @@ func (hs *host) sweep() (*Swept, error) {
 	// looks again, so an ADD joining meanwhile keeps its tenant.
 	bridges, err := hs.st.Bridges()
 	if err != nil {
-		return sw, errors.Join(append(errs, cnierr.IO("list tenants: %v", err))...)
+		return errors.Join(append(errs, cnierr.IO("list tenants: %v", err))...)
 	}
 	for _, b := range bridges {
 		had, _ := hs.st.ReadTenant(b)
@@ -89,8 +95,27 @@ func (hs *host) sweep() (*Swept, error) {
 		}
 	}
 
-	errs = append(errs, hs.underHostLock(func(all []*state.Tenant) error { return hs.sweepRules(sw, all) }))
-	return sw, errors.Join(errs...)
+	errs = append(errs, hs.underHostLock(func(all []*state.Tenant) error { return hs.sweepRules(all) }))
+	return errors.Join(errs...)
+}
+
+// sweepDry finds what sweep would remove, changing nothing.
+func (hs *host) sweepDry(sw *Swept) error {
+	all, err := hs.st.Tenants()
+	if err != nil {
+		return cnierr.IO("read tenant records: %v", err)
+	}
+	links, err := hs.nl.LinkList()
+	if err != nil {
+		return fmt.Errorf("list links: %w", err)
+	}
+	errs := []error{hs.sweepLinks(sw, links, all), hs.sweepNames(sw, all)}
+	for _, t := range all {
+		if has, err := hs.st.HasAttachments(t.Spec.Bridge); err == nil && !has {
+			sw.Tenants = append(sw.Tenants, t.Spec.Bridge)
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // underHostLock runs f with the host lock held and the tenant records read.
@@ -133,8 +158,10 @@ func (hs *host) sweepLinks(sw *Swept, links []netlink.Link, all []*state.Tenant)
 	}
 	remove := func(l netlink.Link, why string) error {
 		// By index, as listed: a link of that name made since is not it.
-		if err := hs.nl.LinkDel(l); err != nil && !netlinkx.NotFound(err) {
-			return fmt.Errorf("remove %s: %w", l.Attrs().Name, err)
+		if !sw.DryRun {
+			if err := hs.nl.LinkDel(l); err != nil && !netlinkx.NotFound(err) {
+				return fmt.Errorf("remove %s: %w", l.Attrs().Name, err)
+			}
 		}
 		sw.Links = append(sw.Links, fmt.Sprintf("%s %s (%s)", l.Type(), l.Attrs().Name, why))
 		return nil
@@ -207,7 +234,9 @@ func (hs *host) sweepNames(sw *Swept, all []*state.Tenant) error {
 	}
 	for _, b := range bridges {
 		if !slices.ContainsFunc(all, func(t *state.Tenant) bool { return t.Spec.Bridge == b }) {
-			namesGone(hs.st.Root, b)
+			if !sw.DryRun {
+				namesGone(hs.st.Root, b)
+			}
 			sw.Names = append(sw.Names, b)
 		}
 	}
@@ -218,7 +247,7 @@ func (hs *host) sweepNames(sw *Swept, all []*state.Tenant) error {
 // host's backend those of all tenants, any other none (a backend switch
 // whose end was never recorded); with no tenant left, none anywhere, and
 // the host record goes.
-func (hs *host) sweepRules(sw *Swept, all []*state.Tenant) error {
+func (hs *host) sweepRules(all []*state.Tenant) error {
 	h, err := hs.st.ReadHost()
 	if err != nil {
 		return err
@@ -239,9 +268,7 @@ func (hs *host) sweepRules(sw *Swept, all []*state.Tenant) error {
 		}
 		if err := fw.Apply(want); err != nil {
 			errs = append(errs, fmt.Errorf("%s: %w", fw.Name(), err))
-			continue
 		}
-		sw.Rules = append(sw.Rules, fw.Name())
 	}
 	if len(all) == 0 && len(errs) == 0 {
 		if err := hs.st.RemoveHost(); err != nil {

@@ -535,11 +535,7 @@ func (hs *host) unbuild(t *state.Tenant) error {
 		fault.Point("teardown/given-back")
 	}
 	if u.EnslavedUplink {
-		up := t.Links.VLANInterface
-		if t.Links.Mode == "flat" {
-			up = t.Links.Trunk
-		}
-		release := func() error { return bridge.Release(hs.nl, up, t.Spec.Bridge) }
+		release := func() error { return bridge.Release(hs.nl, t.Links.Uplink(), t.Spec.Bridge) }
 		if t.Links.Mode == "flat" {
 			// The trunk gets back what it had, also when the bridge is gone;
 			// a trunk that is gone took its addresses with it.
@@ -653,7 +649,6 @@ func (hs *host) leave(bridgeName, cid, ifName string) error {
 	if err := hs.st.RemoveAttachment(bridgeName, cid, ifName); err != nil {
 		return cnierr.IO("remove attachment record: %v", err)
 	}
-	fault.Point("del/detached")
 	return hs.maybeTeardown(bridgeName)
 }
 

@@ -353,8 +353,9 @@ func TestNamesResolverOutlivesItsCaller(t *testing.T) {
 	mustResolve(t, c, "10.1.1.1", "web", dns.TypeA, harness.IP(t, &res))
 }
 
-// IPv6: the gateway is still tentative (DAD has not run on a bridge
-// without carrier) when the resolver binds it (aardvark-dns #725); AAAA and
+// IPv6: the gateway is still tentative (DAD, made to last 6 s on this
+// host so that a slow machine or the emulated VM cannot finish it first) when
+// the resolver binds it (aardvark-dns #725); AAAA and
 // PTR over IPv6. Port 53 is taken on the gateway addresses only, so the
 // host's own stub resolver on 127.0.0.53 keeps its port and stays the
 // upstream (aardvark-dns #13).
@@ -363,6 +364,7 @@ func TestNamesDualStackAndTheHostsPort53(t *testing.T) {
 	h, _ := node(t)
 	stub := h.ServeUpstream(t, "127.0.0.53", map[string]string{"www.example.test.": "203.0.113.53"})
 	h.ResolvConf("nameserver 127.0.0.53\n")
+	h.Sh(t, "sysctl", "-qw", "net.ipv6.conf.default.dad_transmits=6") // one probe a second
 	blue := h.Conf(`{"name":"blue","bridge":"tnt-blue","names":{"domain":"Blue.Example."},"ipam":{"ranges":[{"subnet":"10.1.1.0/24"},{"subnet":"fd00:1::/64"}]}}`)
 	b1, b2 := harness.NewContainer(t, "b1"), harness.NewContainer(t, "b2")
 	r1 := mustAdd(t, h, blue, b1, "K8S_POD_NAME=one")
@@ -419,7 +421,7 @@ func tentativeIn(t *testing.T, n *harness.NS, dev string) bool {
 
 func waitNotTentative(t *testing.T, n *harness.NS, dev string) {
 	t.Helper()
-	for deadline := time.Now().Add(5 * time.Second); tentativeIn(t, n, dev); time.Sleep(20 * time.Millisecond) {
+	for deadline := time.Now().Add(10 * time.Second); tentativeIn(t, n, dev); time.Sleep(20 * time.Millisecond) {
 		if time.Now().After(deadline) {
 			t.Fatalf("IPv6 addresses on %s in %s stay tentative", dev, n.Name)
 		}

@@ -22,7 +22,7 @@ import (
 // returned function removes.
 func BuildBinaries() (string, func(), error) {
 	if d := os.Getenv("TENANTNET_BIN_DIR"); d != "" {
-		for _, b := range []string{"tenantnet", "tenantnet-ipam", "tenantnet-dns"} {
+		for _, b := range []string{"tenantnet", "tenantnet-ipam", "tenantnet-dns", "tenantctl"} {
 			if _, err := os.Stat(filepath.Join(d, b)); err != nil {
 				return "", nil, fmt.Errorf("TENANTNET_BIN_DIR=%s: %w (run make build)", d, err)
 			}
