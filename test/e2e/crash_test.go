@@ -3,6 +3,7 @@ package e2e
 import (
 	"net/netip"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -29,6 +30,11 @@ func crashNet(t *testing.T, mode string) *harness.CrashNet {
 			t.Helper()
 			c.MustReach(t, "10.1.1.1")
 			c.MustReach(t, outsideAddr)
+			// Set after the bridge is created: a set-up that finishes a
+			// killed one sets it too.
+			if v := strings.TrimSpace(cn.H.Sh(t, "sysctl", "-n", "net.ipv4.conf.tnt-blue.arp_ignore")); v != "1" {
+				t.Fatalf("arp_ignore on the bridge is %s, want 1", v)
+			}
 		}
 	case "names":
 		// Every container is called "web": the name answers all of them.

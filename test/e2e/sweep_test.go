@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
+	"strings"
 	"testing"
 
 	"github.com/tenantnet/tenantnet/pkg/tenant"
@@ -72,4 +74,52 @@ func TestGCSweepsWhatNoRecordExplains(t *testing.T) {
 	h.Sh(t, "ip", "link", "del", "tnt-port")
 	h.Sh(t, "ip", "link", "del", "tnt-mixed")
 	h.Unchanged(t, before, "after GC and the last DEL")
+}
+
+// tenantctl gc sweeps each state dir the same way (tenantnet.Sweep), and
+// with --dry-run says what it would remove and changes nothing.
+func TestCtlGCSweeps(t *testing.T) {
+	t.Parallel()
+	h, _ := node(t)
+	confDir := t.TempDir()
+	blue := tenantConf(h, "blue", "tnt-blue", "10.1.1.0/24", `,"nat":{}`)
+	red := tenantConf(h, "red", "tnt-red", "10.1.2.0/24", "")
+	harness.Conflist(t, confDir, red)
+	r, _ := containers(t, h, red, "r1")
+	before := h.Snapshot(t)
+	b, _ := containers(t, h, blue, "b1")
+	// blue's records are lost (and its config is not in the conf dir).
+	for _, p := range []string{"tenants/tnt-blue.json", "attachments/tnt-blue"} {
+		if err := os.RemoveAll(filepath.Join(h.StateDir, p)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want := []string{"bridge tnt-blue (no tenant record)", "veth " + harness.HostVeth("tnt-blue", b[0]) + " (a container's end on a bridge no record explains)"}
+	links := func(g ctlGC) []string {
+		var out []string
+		for _, c := range g.Collected {
+			if c.Kind == "link" {
+				l, _, _ := strings.Cut(c.Reason, ", state dir ")
+				out = append(out, l)
+			}
+		}
+		slices.Sort(out)
+		return out
+	}
+	slices.Sort(want)
+	mid := h.Snapshot(t)
+	var g ctlGC
+	if code := h.CtlJSON(confDir, &g, "gc", "--dry-run"); code != 1 || !slices.Equal(links(g), want) {
+		t.Fatalf("gc --dry-run: exit %d, links %v, want 1 and %v (%+v)", code, links(g), want, g)
+	}
+	h.Unchanged(t, mid, "after gc --dry-run")
+	g = ctlGC{}
+	if code := h.CtlJSON(confDir, &g, "gc"); code != 0 || !slices.Equal(links(g), want) {
+		t.Fatalf("gc: exit %d, links %v, want 0 and %v (%+v)", code, links(g), want, g)
+	}
+	h.Unchanged(t, before, "after tenantctl gc")
+	r[0].MustReach(t, "10.1.2.1")
+	if _, stderr, code := h.Ctl(confDir, "check"); code != 0 {
+		t.Errorf("check after gc: exit %d: %s", code, stderr)
+	}
 }
