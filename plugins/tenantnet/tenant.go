@@ -273,11 +273,11 @@ func (hs *host) ensure(c *netconf.Config, want *state.Tenant) error {
 	if rec != nil {
 		next.Undo = rec.Undo
 	}
-	next.Pending = true
-	// undo takes back a tenant this call began: whatever part of it exists,
-	// and its rules (the others' rules as they were).
+	// undo takes back a tenant this call began (build recorded it, Pending):
+	// whatever part of it exists, and its rules (the others' as they were).
+	// A tenant refused before that left nothing to take back.
 	undo := func(err error) error {
-		if rec == nil {
+		if rec == nil && next.Pending {
 			if terr := hs.teardown(&next, others); terr != nil {
 				err = errors.Join(err, fmt.Errorf("undo: %w", terr))
 			}
@@ -382,7 +382,8 @@ func checkOverlap(want *state.Tenant, others []*state.Tenant) error {
 // name), an adopted bridge's group and alias, the gateway addresses it will
 // add to it, and in flat mode the trunk's addresses and routes it will move.
 // Then it makes the changes, each of which finds what an interrupted build
-// did already. known: the state dir records the tenant already.
+// did already. known: the state dir records the tenant already. t is
+// Pending once recorded.
 func (hs *host) build(c *netconf.Config, t *state.Tenant, known bool) error {
 	alias := tenant.Alias(c.StateDir)
 	u := &t.Undo
@@ -450,7 +451,9 @@ func (hs *host) build(c *netconf.Config, t *state.Tenant, known bool) error {
 			}
 		}
 	}
+	t.Pending = true
 	if err := hs.st.WriteTenant(t); err != nil {
+		t.Pending = false // nothing was recorded, nothing changed
 		return cnierr.IO("write tenant record: %v", err)
 	}
 	fault.Point("setup/recorded")
