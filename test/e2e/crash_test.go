@@ -95,3 +95,33 @@ func TestCrashAtEveryStep(t *testing.T) {
 		})
 	}
 }
+
+// A repair (an ADD that finds its tenant broken) killed half-way leaves a
+// pending tenant that has containers: CHECK and tenantctl check name it,
+// tenantctl check --repair finishes it as the next ADD would.
+func TestCrashPendingTenantCheckedAndRepaired(t *testing.T) {
+	t.Parallel()
+	h, _ := node(t)
+	h.BinDir = harness.FaultBinaries(t)
+	confDir := t.TempDir()
+	conf := tenantConf(h, "blue", "tnt-blue", "10.1.1.0/24", `,"nat":{}`)
+	harness.Conflist(t, confDir, conf)
+	c := harness.NewContainer(t, "c1")
+	res := h.Add(conf, c)
+	h.Sh(t, "ip", "addr", "flush", "dev", "tnt-blue") // the gateway gone: the next ADD repairs
+	h.ExecKilledAt(harness.Call{Command: "ADD", Conf: conf, Container: harness.NewContainer(t, "c2")}, "setup/host-record")
+	if err := h.Check(conf, c, res); err == nil || !strings.Contains(err.Error(), "half set up or half torn down") {
+		t.Fatalf("CHECK of a container of a pending tenant: %v", err)
+	}
+	var ck ctlCheck
+	if code := h.CtlJSON(confDir, &ck, "check"); code != 1 || len(ck.Problems) == 0 || ck.Problems[0].Part != "setup" {
+		t.Fatalf("check: exit %d, %+v; want 1 and the setup part first", code, ck)
+	}
+	if code := h.CtlJSON(confDir, &ck, "check", "--repair"); code != 0 {
+		t.Fatalf("check --repair: exit %d, %+v", code, ck)
+	}
+	if err := h.Check(conf, c, res); err != nil {
+		t.Fatalf("CHECK after the repair: %v", err)
+	}
+	c.MustReach(t, "10.1.1.1")
+}
