@@ -54,6 +54,26 @@ func crashNet(t *testing.T, mode string) *harness.CrashNet {
 				}
 			}
 		}
+	case "adopt":
+		// The host's own LAN bridge, with a port, an address, a group and an
+		// alias, which the tenant adopts: whatever a kill interrupts, it is
+		// given back as it was.
+		var lan *harness.NS
+		cn.H, _ = node(t)
+		lan = harness.NewNS(t, "lan")
+		cn.H.Sh(t, "ip", "link", "add", "tnt-br0", "group", "7", "type", "bridge")
+		cn.H.Sh(t, "ip", "link", "set", "tnt-br0", "alias", "the LAN")
+		harness.Veth(t, cn.H.NS, "tnt-lanport", lan, "eth0")
+		cn.H.Sh(t, "ip", "link", "set", "tnt-lanport", "master", "tnt-br0")
+		cn.H.Sh(t, "ip", "link", "set", "tnt-br0", "up")
+		harness.Addr(t, cn.H.NS, "tnt-br0", "192.168.60.10/24")
+		harness.Addr(t, lan, "eth0", "192.168.60.1/24")
+		cn.Conf = cn.H.Conf(`{"name":"lan","bridge":"tnt-br0","adoptBridge":true,"ipam":{"subnet":"10.1.9.0/24"}}`)
+		cn.Works = func(t *testing.T, c *harness.Container, _ *current.Result) {
+			t.Helper()
+			c.MustReach(t, "10.1.9.1")
+			cn.H.MustReach(t, "192.168.60.1")
+		}
 	case "flat":
 		var lan *harness.NS
 		cn.H, lan = flatNode(t)
@@ -88,7 +108,7 @@ func crashNet(t *testing.T, mode string) *harness.CrashNet {
 
 func TestCrashAtEveryStep(t *testing.T) {
 	t.Parallel()
-	for _, mode := range []string{"local", "flat", "names"} {
+	for _, mode := range []string{"local", "flat", "names", "adopt"} {
 		t.Run(mode, func(t *testing.T) {
 			t.Parallel()
 			crashNet(t, mode).EveryStep(t)

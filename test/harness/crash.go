@@ -113,11 +113,16 @@ func (cn *CrashNet) EveryStep(t *testing.T) {
 	t.Helper()
 	h := cn.H
 	// A first life of the tenant, so that what a first ADD leaves for good
-	// (IPAM's directories) is there in the state compared against.
+	// (IPAM's directories) is there in the state compared against; the
+	// kernel's state must be as it was before it.
+	pristine := h.Snapshot(t) + h.Marks(t)
 	w := cn.Fresh(t)
 	h.Add(cn.Conf, w)
 	h.Del(cn.Conf, w)
 	empty := h.SnapshotAll(t)
+	if after := h.Snapshot(t) + h.Marks(t); after != pristine {
+		t.Fatalf("host differs after a first ADD and its DEL:\n%s", Diff(pristine, after))
+	}
 
 	// The steps of each call, from traced runs (which are checked too).
 	a := cn.Fresh(t)

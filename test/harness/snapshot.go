@@ -219,16 +219,37 @@ func (h *Host) Records(t testing.TB) string {
 	return strings.Join(lines, "\n") + "\n"
 }
 
-// SnapshotAll is the host namespace's Snapshot and the host's Records, once
-// they are settled: the kernel adds a new link's IPv6 link-local address and
-// routes a moment after the link comes up, so a snapshot is taken again
-// until two in a row agree.
+// Marks renders the netdev group and alias of every link that has one:
+// what tenantnet marks its links with, and gives an adopted bridge back.
+func (n *NS) Marks(t testing.TB) string {
+	t.Helper()
+	var lines []string
+	n.Do(t, func() error {
+		links, err := netlinksafe.LinkList()
+		for _, l := range links {
+			if a := l.Attrs(); a.Group != 0 || a.Alias != "" {
+				lines = append(lines, fmt.Sprintf("mark %s group=%#x alias=%q", a.Name, a.Group, a.Alias))
+			}
+		}
+		return err
+	})
+	sort.Strings(lines)
+	return strings.Join(lines, "\n") + "\n"
+}
+
+// all is what SnapshotAll compares.
+func (h *Host) all(t testing.TB) string { return h.Snapshot(t) + h.Marks(t) + h.Records(t) }
+
+// SnapshotAll is the host namespace's Snapshot and Marks and the host's
+// Records, once they are settled: the kernel adds a new link's IPv6
+// link-local address and routes a moment after the link comes up, so a
+// snapshot is taken again until two in a row agree.
 func (h *Host) SnapshotAll(t testing.TB) string {
 	t.Helper()
-	prev := h.Snapshot(t) + h.Records(t)
+	prev := h.all(t)
 	for deadline := time.Now().Add(3 * time.Second); time.Now().Before(deadline); {
 		time.Sleep(100 * time.Millisecond)
-		cur := h.Snapshot(t) + h.Records(t)
+		cur := h.all(t)
 		if cur == prev {
 			return cur
 		}
@@ -243,7 +264,7 @@ func (h *Host) SnapshotAll(t testing.TB) string {
 // agrees is enough).
 func (h *Host) UnchangedAll(t testing.TB, before, when string) {
 	t.Helper()
-	if h.Snapshot(t)+h.Records(t) == before {
+	if h.all(t) == before {
 		return
 	}
 	if after := h.SnapshotAll(t); after != before {
