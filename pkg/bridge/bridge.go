@@ -9,6 +9,8 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"os"
+	"path"
 	"slices"
 	"strings"
 
@@ -42,6 +44,12 @@ type Spec struct {
 	// Adopt: the config puts the tenant on an existing bridge tenantnet did
 	// not make ("adoptBridge": true).
 	Adopt bool
+	// NoIPv6 switches the host's IPv6 off on the bridge (a tenant without
+	// IPv6 whose bridge carries none of the host's own addresses).
+	NoIPv6 bool
+	// Own: the bridge is tenantnet's (created by this call or a killed
+	// one), so Ensure hardens it; an adopted bridge is left as it is.
+	Own bool
 }
 
 // LocalMAC derives a stable, locally administered unicast MAC from a name,
@@ -184,7 +192,7 @@ type Previous struct {
 }
 
 // Ensure creates the bridge unless it exists and sets it up: MTU, group,
-// alias, up. The caller has recorded beforehand what it is about to change
+// alias, hardened where s.Own, up. The caller has recorded beforehand what it is about to change
 // (a bridge it creates, or an adopted bridge's group and alias): Ensure
 // does not decide what teardown undoes. The bridge carries s.Group from the
 // message that creates it, so a bridge tenantnet created is tenantnet's
@@ -218,6 +226,11 @@ func Ensure(h netlinksafe.Handle, s Spec) (br netlink.Link, created bool, err er
 			return br, created, fmt.Errorf("set alias of bridge %s: %w", s.Name, err)
 		}
 	}
+	if s.Own {
+		if err := harden(s); err != nil {
+			return br, created, err
+		}
+	}
 	if br.Attrs().Flags&net.FlagUp == 0 {
 		if err := h.LinkSetUp(br); err != nil {
 			return br, created, fmt.Errorf("set bridge %s up: %w", s.Name, err)
@@ -226,15 +239,43 @@ func Ensure(h netlinksafe.Handle, s Spec) (br netlink.Link, created bool, err er
 	return br, created, nil
 }
 
-// Harden sets what the host shows a bridge tenantnet created: it answers
-// ARP only for the bridge's own addresses. By default Linux answers for
-// every local address on every link, which tells a tenant about the host's
-// other tenants and lets a switched-only tenant resolve the host. Set on
-// every set-up of a bridge tenantnet created, not only right after creating
-// it: a plugin killed in between must not leave a bridge without it.
-func Harden(name string) error {
-	if _, err := sysctl.Sysctl("net/ipv4/conf/"+name+"/arp_ignore", "1"); err != nil {
-		return fmt.Errorf("set arp_ignore on bridge %s: %w", name, err)
+// harden sets what the host learns from, and shows to, a bridge tenantnet
+// created (before it is up): tenants are not trusted. Ensure sets it on
+// every set-up of a bridge tenantnet created (s.Own), not only right after
+// creating it: a plugin killed in between must not leave a bridge without
+// it, and the next call finds the bridge still down.
+//   - arp_ignore=1: answer ARP only for the bridge's own addresses; by
+//     default Linux answers for every local address on every link, which
+//     tells a tenant about the host's other tenants and lets a switched-only
+//     tenant resolve the host.
+//   - accept_ra=0, accept_redirects=0 (IPv4 and IPv6): the host never takes
+//     a route, an address or a redirect from a tenant. With forwarding off
+//     (no IPv6 tenant yet) Linux would accept a container's router
+//     advertisement and give the host a default route through it.
+//   - addr_gen_mode=1 (none): no IPv6 link-local address. The host needs
+//     none (gateway addresses are global and answer neighbour discovery
+//     themselves), and one would be an address of the host's reachable from
+//     every tenant.
+//   - disable_ipv6=1 where asked (NoIPv6).
+func harden(s Spec) error {
+	keys := []struct{ key, val string }{
+		{"net/ipv4/conf/" + s.Name + "/arp_ignore", "1"},
+		{"net/ipv4/conf/" + s.Name + "/accept_redirects", "0"},
+	}
+	if _, err := os.Stat("/proc/sys/net/ipv6/conf/" + s.Name); err == nil {
+		keys = append(keys, []struct{ key, val string }{
+			{"net/ipv6/conf/" + s.Name + "/accept_ra", "0"},
+			{"net/ipv6/conf/" + s.Name + "/accept_redirects", "0"},
+			{"net/ipv6/conf/" + s.Name + "/addr_gen_mode", "1"},
+		}...)
+		if s.NoIPv6 {
+			keys = append(keys, struct{ key, val string }{"net/ipv6/conf/" + s.Name + "/disable_ipv6", "1"})
+		}
+	}
+	for _, k := range keys {
+		if _, err := sysctl.Sysctl(k.key, k.val); err != nil {
+			return fmt.Errorf("set %s on bridge %s: %w", path.Base(k.key), s.Name, err)
+		}
 	}
 	return nil
 }
@@ -324,11 +365,18 @@ func Missing(h netlinksafe.Handle, br netlink.Link, addrs []netip.Prefix) ([]net
 	return out, nil
 }
 
-// AddAddrs puts addrs on the bridge; one already there is fine.
-func AddAddrs(h netlinksafe.Handle, br netlink.Link, addrs []netip.Prefix) error {
+// AddAddrs puts addrs on the bridge; one already there is fine. nodad: IPv6
+// addresses skip duplicate address detection, for a gateway address every
+// host of the tenant carries (fenced at the uplink): DAD has nothing to find
+// and would hold the address tentative for a second.
+func AddAddrs(h netlinksafe.Handle, br netlink.Link, addrs []netip.Prefix, nodad bool) error {
 	for _, a := range addrs {
 		ipn := ipx.IPNet(a)
-		if err := h.AddrAdd(br, &netlink.Addr{IPNet: &ipn}); err != nil && !errors.Is(err, unix.EEXIST) {
+		addr := &netlink.Addr{IPNet: &ipn}
+		if nodad && !a.Addr().Is4() {
+			addr.Flags = unix.IFA_F_NODAD
+		}
+		if err := h.AddrAdd(br, addr); err != nil && !errors.Is(err, unix.EEXIST) {
 			return fmt.Errorf("add gateway %s to bridge %s: %w", a, br.Attrs().Name, err)
 		}
 	}
@@ -462,15 +510,39 @@ func GiveBack(h netlinksafe.Handle, name string, prev Previous) error {
 // Neighbour records on the bridge that addr is at mac, replacing what the
 // host may remember for a previous holder of the address, so the host (the
 // tenant's gateway) sends to the new container at once. STALE: the kernel
-// uses it and confirms it on first use.
-func Neighbour(h netlinksafe.Handle, br netlink.Link, addr netip.Addr, mac net.HardwareAddr) error {
-	family := netlink.FAMILY_V4
-	if !addr.Is4() {
-		family = netlink.FAMILY_V6
+// uses it and confirms it on first use. Permanent: nothing a container sends
+// changes it (port security, where a container cannot change its MAC); the
+// caller removes it with Forget.
+func Neighbour(h netlinksafe.Handle, br netlink.Link, addr netip.Addr, mac net.HardwareAddr, permanent bool) error {
+	n := &netlink.Neigh{LinkIndex: br.Attrs().Index, Family: family(addr), State: netlink.NUD_STALE, IP: addr.AsSlice(), HardwareAddr: mac}
+	if permanent {
+		n.State = netlink.NUD_PERMANENT
 	}
-	n := &netlink.Neigh{LinkIndex: br.Attrs().Index, Family: family, State: netlink.NUD_STALE, IP: addr.AsSlice(), HardwareAddr: mac}
 	if err := h.NeighSet(n); err != nil {
 		return fmt.Errorf("neighbour %s on %s: %w", addr, br.Attrs().Name, err)
 	}
 	return nil
+}
+
+// Forget removes the bridge's neighbour entries for addrs; entries or a
+// bridge already gone are fine.
+func Forget(h netlinksafe.Handle, bridge string, addrs []netip.Addr) error {
+	br, err := netlinkx.Lookup(h, bridge)
+	if err != nil || br == nil {
+		return err
+	}
+	for _, a := range addrs {
+		n := &netlink.Neigh{LinkIndex: br.Attrs().Index, Family: family(a), IP: a.AsSlice()}
+		if err := h.NeighDel(n); err != nil && !errors.Is(err, unix.ENOENT) {
+			return fmt.Errorf("forget neighbour %s on %s: %w", a, bridge, err)
+		}
+	}
+	return nil
+}
+
+func family(a netip.Addr) int {
+	if a.Is4() {
+		return netlink.FAMILY_V4
+	}
+	return netlink.FAMILY_V6
 }

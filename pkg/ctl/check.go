@@ -112,7 +112,7 @@ func runCheck(e *env, args []string) result {
 func repairable(ps []Problem) bool {
 	return slices.ContainsFunc(ps, func(p Problem) bool {
 		switch p.Part {
-		case tenantnet.PartSetup, tenantnet.PartVLAN, tenantnet.PartBridge, tenantnet.PartUplink, tenantnet.PartGateway, tenantnet.PartFirewall, tenantnet.PartNames:
+		case tenantnet.PartSetup, tenantnet.PartVLAN, tenantnet.PartBridge, tenantnet.PartUplink, tenantnet.PartGateway, tenantnet.PartFirewall, tenantnet.PartPorts, tenantnet.PartNames:
 			return true
 		}
 		return false
@@ -185,6 +185,8 @@ func fixFor(n *network, part string) string {
 		return "tenantctl check --repair rebuilds the tenant as an ADD that finds it broken does (links, addresses, rules)"
 	case tenantnet.PartSetup:
 		return "tenantctl check --repair finishes the set-up as the network's next ADD would; tenantctl gc takes down a tenant with no container left"
+	case tenantnet.PartPorts:
+		return "tenantctl check --repair rebuilds the tenant's port security from its records (every container's elements, every port in its netdev group)"
 	case tenantnet.PartVeth, tenantnet.PartContainer:
 		return "restart the container: its runtime's DEL and ADD rebuild its interface, addresses and routes"
 	case tenantnet.PartNetns:

@@ -40,6 +40,12 @@ const (
 	BackendAuto     = "auto"
 )
 
+// Host access from a tenant bridge.
+const (
+	HostAccessGateway = tenant.HostAccessGateway // only the tenant's own gateway addresses
+	HostAccessAll     = "all"                    // every address of the host (the old behaviour)
+)
+
 // Drop actions.
 const (
 	DropDrop   = "drop"
@@ -65,6 +71,8 @@ type Config struct {
 	DropAction    string
 	HairpinMode   bool
 	StateDir      string
+	PortSecurity  bool
+	HostAccess    string
 	AdoptBridge   bool
 
 	IPAMType string
@@ -125,6 +133,8 @@ type rawConf struct {
 	DropAction      string          `json:"dropAction"`
 	HairpinMode     bool            `json:"hairpinMode"`
 	StateDir        string          `json:"stateDir"`
+	PortSecurity    *bool           `json:"portSecurity"`
+	HostAccess      string          `json:"hostAccess"`
 	Names           json.RawMessage `json:"names"`
 	AdoptBridge     bool            `json:"adoptBridge"`
 }
@@ -135,6 +145,7 @@ var topKeys = []string{
 	"cniVersion", "cniVersions", "name", "type", "ipam", "dns", "args", "runtimeConfig", "capabilities",
 	"prevResult", "cni.dev/valid-attachments",
 	"vlan", "trunk", "bridge", "vlanInterface", "vlanMac", "mtu", "gateway", "nat", "isolation",
+	"firewallBackend", "dropAction", "hairpinMode", "stateDir", "portSecurity", "hostAccess",
 	"firewallBackend", "dropAction", "hairpinMode", "stateDir", "names", "adoptBridge",
 }
 
@@ -159,6 +170,8 @@ func Parse(stdin []byte, cniArgs string) (*Config, error) {
 		DropAction:    r.DropAction,
 		HairpinMode:   r.HairpinMode,
 		StateDir:      r.StateDir,
+		PortSecurity:  r.PortSecurity == nil || *r.PortSecurity,
+		HostAccess:    r.HostAccess,
 		AdoptBridge:   r.AdoptBridge,
 		DNS:           r.DNS,
 		Raw:           stdin,
@@ -247,6 +260,13 @@ func Parse(stdin []byte, cniArgs string) (*Config, error) {
 	default:
 		return nil, cnierr.Config("dropAction", "%q is not an action; use %q (default), %q or %q", c.DropAction, DropDrop, DropReject, DropLog)
 	}
+	switch c.HostAccess {
+	case "":
+		c.HostAccess = HostAccessGateway
+	case HostAccessGateway, HostAccessAll:
+	default:
+		return nil, cnierr.Config("hostAccess", "%q is not a mode; use %q (default: the tenant reaches only its own gateway addresses on this host) or %q", c.HostAccess, HostAccessGateway, HostAccessAll)
+	}
 	if c.StateDir == "" {
 		c.StateDir = DefaultStateDir
 	} else if !filepath.IsAbs(c.StateDir) {
@@ -274,11 +294,35 @@ func Parse(stdin []byte, cniArgs string) (*Config, error) {
 	if err := c.IPAM.CheckRequests(reqs.IPs); err != nil {
 		return nil, err
 	}
+	if err := c.checkPairs(reqs.Pairs); err != nil {
+		return nil, err
+	}
 	c.Requests = reqs
 	if c.Names, err = names.Parse(r.Names, c.Name, c.Gateway, reqs.Names); err != nil {
 		return nil, err
 	}
 	return c, nil
+}
+
+// checkPairs keeps allowed address pairs inside the tenant: a pair outside
+// its subnets would let a container speak for another tenant or for the
+// outside, and one covering a gateway address for the host.
+func (c *Config) checkPairs(pairs []tenant.AddressPair) error {
+	for i, p := range pairs {
+		field := fmt.Sprintf("%s[%d].ipAddress", rtargs.PairsField, i)
+		r := c.IPAM.RangeFor(p.IP.Addr())
+		if r == nil || !r.Subnet.Contains(p.IP.Addr()) || r.Subnet.Bits() > p.IP.Bits() {
+			var subnets []string
+			for _, rg := range c.IPAM.Ranges {
+				subnets = append(subnets, rg.Subnet.String())
+			}
+			return cnierr.Config(field, "%s is not inside the tenant's subnets (%s); a container may only be allowed addresses of its own tenant", p.IP, strings.Join(subnets, ", "))
+		}
+		if c.Gateway && p.IP.Contains(r.Gateway) {
+			return cnierr.Config(field, "%s covers the tenant's gateway %s; no container may send as the gateway", p.IP, r.Gateway)
+		}
+	}
+	return nil
 }
 
 func (c *Config) parseIPAM(raw json.RawMessage) error {

@@ -120,6 +120,18 @@ func TestBadValues(t *testing.T) {
 		{`{"name":"b","bridge":"x","runtimeConfig":{"ips":["10.1.1.5/16"]},` + ipam + `}`, "", 7, "runtimeConfig.ips"},
 		{`{"name":"b","bridge":"x","runtimeConfig":{"mac":"ff:ff:ff:ff:ff:ff"},` + ipam + `}`, "", 7, "runtimeConfig.mac"},
 		{`{"name":"b","bridge":"x","args":{"cni":{"mac":"00:00:00:00:00:00"}},` + ipam + `}`, "", 7, "args.cni.mac"},
+		{`{"name":"b","bridge":"x","portSecurity":"on",` + ipam + `}`, "", 7, "portSecurity"},
+		{`{"name":"b","bridge":"x","hostAccess":"none",` + ipam + `}`, "", 7, "hostAccess"},
+		{pairs(`{"ipAddress":"10.1.2.5"}`), "", 7, "args.cni.allowedAddressPairs[0].ipAddress"},
+		{pairs(`{"ipAddress":"10.1.1.5"},{"ipAddress":"10.1.1.1"}`), "", 7, "args.cni.allowedAddressPairs[1].ipAddress"},
+		{pairs(`{"ipAddress":"10.1.1.0/29"}`), "", 7, "args.cni.allowedAddressPairs[0].ipAddress"},
+		{pairs(`{"ipAddress":"10.1.0.0/16"}`), "", 7, "args.cni.allowedAddressPairs[0].ipAddress"},
+		{pairs(`{"ipAddress":"10.1.1.9/29"}`), "", 7, "args.cni.allowedAddressPairs[0].ipAddress"},
+		{pairs(`{"ipAddress":"fd00::5"}`), "", 7, "args.cni.allowedAddressPairs[0].ipAddress"},
+		{pairs(`{"ipAddress":"vip"}`), "", 7, "args.cni.allowedAddressPairs[0].ipAddress"},
+		{pairs(`{"ipAddress":"10.1.1.5","macAddress":"01:00:5e:00:00:01"}`), "", 7, "args.cni.allowedAddressPairs[0].macAddress"},
+		{pairs(`{"ipAddress":"10.1.1.5","mac":"02:00:5e:00:00:01"}`), "", 7, "args.cni.allowedAddressPairs[0].mac"},
+		{pairs(strings.Repeat(`{"ipAddress":"10.1.1.5"},`, 10) + `{"ipAddress":"10.1.1.5"}`), "", 7, "args.cni.allowedAddressPairs"},
 		{`{"name":"b","bridge":"x",` + ipam + `}`, "BAD", 4, "CNI_ARGS"},
 		{`{"name":"b","bridge":"x",` + ipam + `}`, "WHAT=1", 4, "CNI_ARGS"},
 	}
@@ -132,6 +144,35 @@ func TestBadValues(t *testing.T) {
 		if e.Code != tc.code || !strings.HasPrefix(e.Msg, tc.field) {
 			t.Errorf("%s (args %q): code %d msg %q; want code %d naming %q", tc.conf, tc.args, e.Code, e.Msg, tc.code, tc.field)
 		}
+	}
+}
+
+func pairs(list string) string {
+	return `{"name":"b","bridge":"x","args":{"cni":{"allowedAddressPairs":[` + list + `]}},` + ipam + `}`
+}
+
+// Port security is on unless turned off; pairs are addresses or prefixes of
+// the tenant, with or without a MAC; hostAccess defaults to the gateway.
+func TestPortSecurityFields(t *testing.T) {
+	c, e := parse(t, pairs(`{"ipAddress":"10.1.1.50","macAddress":"00:00:5E:00:01:07"},{"ipAddress":"10.1.1.128/25"}`), "")
+	if e != nil {
+		t.Fatal(e)
+	}
+	if !c.PortSecurity || c.HostAccess != HostAccessGateway {
+		t.Fatalf("defaults: portSecurity %v hostAccess %q", c.PortSecurity, c.HostAccess)
+	}
+	p := c.Requests.Pairs
+	if len(p) != 2 || p[0].IP.String() != "10.1.1.50/32" || p[0].MAC != "00:00:5e:00:01:07" || p[1].IP.String() != "10.1.1.128/25" || p[1].MAC != "" {
+		t.Fatalf("pairs: %+v", p)
+	}
+	c, e = parse(t, `{"name":"b","bridge":"x","portSecurity":false,"hostAccess":"all",`+ipam+`}`, "")
+	if e != nil || c.PortSecurity || c.HostAccess != HostAccessAll {
+		t.Fatalf("%+v %v", c, e)
+	}
+	// With the host not the gateway (a router container is), a pair may
+	// cover the gateway: VRRP between two routers.
+	if _, e := parse(t, `{"name":"b","bridge":"x","gateway":false,"args":{"cni":{"allowedAddressPairs":[{"ipAddress":"10.1.1.1"}]}},`+ipam+`}`, ""); e != nil {
+		t.Fatal(e)
 	}
 }
 

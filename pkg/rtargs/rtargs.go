@@ -1,27 +1,41 @@
 // Package rtargs reads what a runtime asks for one attachment: static
-// addresses, a MAC address and names. Runtimes say it in three ways: CNI_ARGS
-// (podman's IP= and MAC=), "args": {"cni": {...}} in the config, and the
-// "ips" / "mac" capabilities in "runtimeConfig" (containerd, cnitool CAP_ARGS).
+// addresses, a MAC address, names and allowed address pairs. Runtimes say it
+// in three ways: CNI_ARGS (podman's IP= and MAC=), "args": {"cni": {...}} in
+// the config, and the "ips" / "mac" capabilities in "runtimeConfig"
+// (containerd, cnitool CAP_ARGS).
 package rtargs
 
 import (
 	"encoding/json"
+	"fmt"
 	"net"
 	"net/netip"
 	"strings"
 
 	"github.com/tenantnet/tenantnet/pkg/cnierr"
+	"github.com/tenantnet/tenantnet/pkg/jsonx"
 	"github.com/tenantnet/tenantnet/pkg/names"
+	"github.com/tenantnet/tenantnet/pkg/tenant"
 )
 
 // Requests is what the runtime asked for.
 type Requests struct {
 	IPs []IP
 	MAC net.HardwareAddr
+	// Pairs are args.cni.allowedAddressPairs: sources port security lets
+	// the container send from besides its own.
+	Pairs []tenant.AddressPair
 	// Names is what may name the container, unvalidated: it matters only
 	// when the network has names (netconf validates it then).
 	Names names.Args
 }
+
+// PairsField is where allowed address pairs come from, for messages.
+const PairsField = "args.cni.allowedAddressPairs"
+
+// MaxPairs bounds the set elements one container can add (Neutron's
+// default max_allowed_address_pair is 10 too).
+const MaxPairs = 10
 
 // IP is one requested address. Bits is the prefix length the runtime gave
 // ("10.1.1.5/24" from the ips capability), or -1 when it gave none.
@@ -34,9 +48,10 @@ type IP struct {
 type stdin struct {
 	Args *struct {
 		CNI *struct {
-			IPs   []string `json:"ips"`
-			MAC   string   `json:"mac"`
-			Names []string `json:"names"`
+			IPs   []string          `json:"ips"`
+			MAC   string            `json:"mac"`
+			Names []string          `json:"names"`
+			Pairs []json.RawMessage `json:"allowedAddressPairs"`
 		} `json:"cni"`
 	} `json:"args"`
 	RuntimeConfig *struct {
@@ -80,6 +95,16 @@ func Parse(config []byte, cniArgs string) (*Requests, error) {
 		if in.Args.CNI.MAC != "" {
 			macStr, macFrom = in.Args.CNI.MAC, "args.cni.mac"
 		}
+		if len(in.Args.CNI.Pairs) > MaxPairs {
+			return nil, cnierr.Config(PairsField, "%d pairs; at most %d are allowed per container", len(in.Args.CNI.Pairs), MaxPairs)
+		}
+		for i, raw := range in.Args.CNI.Pairs {
+			pair, err := parsePair(raw, fmt.Sprintf("%s[%d]", PairsField, i))
+			if err != nil {
+				return nil, err
+			}
+			r.Pairs = append(r.Pairs, pair)
+		}
 		r.Names.Names = in.Args.CNI.Names
 	}
 	if rc := in.RuntimeConfig; rc != nil {
@@ -115,19 +140,63 @@ func Parse(config []byte, cniArgs string) (*Requests, error) {
 		r.IPs = append(r.IPs, req)
 	}
 	if macStr != "" {
-		mac, err := net.ParseMAC(macStr)
-		if err != nil || len(mac) != 6 {
-			return nil, cnierr.Config(macFrom, "%q is not an Ethernet MAC address such as \"02:42:ac:11:00:02\"", macStr)
-		}
-		if mac[0]&1 == 1 {
-			return nil, cnierr.Config(macFrom, "%s is a multicast address; use a unicast one (first octet even)", mac)
-		}
-		if allZero(mac) {
-			return nil, cnierr.Config(macFrom, "00:00:00:00:00:00 is not a usable MAC address")
+		mac, err := parseMAC(macStr, macFrom)
+		if err != nil {
+			return nil, err
 		}
 		r.MAC = mac
 	}
 	return r, nil
+}
+
+func parseMAC(s, field string) (net.HardwareAddr, error) {
+	mac, err := net.ParseMAC(s)
+	if err != nil || len(mac) != 6 {
+		return nil, cnierr.Config(field, "%q is not an Ethernet MAC address such as \"02:42:ac:11:00:02\"", s)
+	}
+	if mac[0]&1 == 1 {
+		return nil, cnierr.Config(field, "%s is a multicast address; use a unicast one (first octet even)", mac)
+	}
+	if allZero(mac) {
+		return nil, cnierr.Config(field, "00:00:00:00:00:00 is not a usable MAC address")
+	}
+	return mac, nil
+}
+
+// parsePair reads one allowed address pair: an address or a prefix (as in
+// Neutron), and optionally the MAC that goes with it. Whether the address
+// belongs to the tenant is checked against the subnets later.
+func parsePair(raw json.RawMessage, field string) (tenant.AddressPair, error) {
+	var pair tenant.AddressPair
+	var pj struct {
+		IP  string `json:"ipAddress"`
+		MAC string `json:"macAddress"`
+	}
+	if err := jsonx.Decode(raw, &pj, field, []string{"ipAddress", "macAddress"}); err != nil {
+		return pair, err
+	}
+	ip, mac := pj.IP, pj.MAC
+	if a, err := netip.ParseAddr(ip); err == nil {
+		pair.IP = netip.PrefixFrom(a, a.BitLen())
+	} else if p, err := netip.ParsePrefix(ip); err == nil {
+		if p != p.Masked() {
+			return pair, cnierr.Config(field+".ipAddress", "%q has host bits set; give the prefix as %s", ip, p.Masked())
+		}
+		pair.IP = p
+	} else {
+		return pair, cnierr.Config(field+".ipAddress", "%q is not an IP address or prefix such as \"10.1.1.50\" or \"10.1.1.48/29\"", ip)
+	}
+	if pair.IP.Addr().Zone() != "" || pair.IP.Addr().Is4In6() {
+		return pair, cnierr.Config(field+".ipAddress", "%q: use a plain IPv4 or IPv6 address", ip)
+	}
+	if mac != "" {
+		m, err := parseMAC(mac, field+".macAddress")
+		if err != nil {
+			return pair, err
+		}
+		pair.MAC = m.String()
+	}
+	return pair, nil
 }
 
 func allZero(b []byte) bool {

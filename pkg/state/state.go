@@ -25,6 +25,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/tenantnet/tenantnet/pkg/bridgefilter"
 	"github.com/tenantnet/tenantnet/pkg/flock"
 	"github.com/tenantnet/tenantnet/pkg/fsx"
 	"github.com/tenantnet/tenantnet/pkg/tenant"
@@ -107,6 +108,12 @@ type Attachment struct {
 	IfName      string `json:"ifname"`
 	Netns       string `json:"netns,omitempty"`
 	HostVeth    string `json:"hostVeth"`
+	// Port is what the container may send as (its MAC, addresses,
+	// link-local and allowed address pairs), so that DEL and GC remove
+	// exactly its port-security elements without the netns. Recorded
+	// whether or not the tenant has port security, so turning it on later
+	// finds every container's data.
+	Port *bridgefilter.Port `json:"port,omitempty"`
 	// Since is when ADD attached the container (tenantctl show).
 	Since time.Time `json:"since,omitzero"`
 }

@@ -35,11 +35,35 @@ type Spec struct {
 	Isolated bool   `json:"isolated"`
 	NAT      *NAT   `json:"nat,omitempty"`
 	Drop     string `json:"drop"`
+	// PortSecurity: frames from the tenant's containers are checked at
+	// their bridge ports (pkg/bridgefilter).
+	PortSecurity bool `json:"portSecurity,omitempty"`
+	// HostAccess is HostAccessGateway (see HostOnly) or "all"; empty in
+	// records written before it existed (the behaviour of "all").
+	HostAccess string `json:"hostAccess,omitempty"`
+}
+
+// HostAccessGateway is hostAccess "gateway".
+const HostAccessGateway = "gateway"
+
+// HostOnly reports whether the host takes from the tenant's bridge only
+// packets for the bridge's own addresses (its gateway addresses; in flat
+// mode the trunk's too) and IPv6 neighbour discovery: hostAccess "gateway"
+// on a routed tenant (a switched-only one reaches nothing of the host).
+func (s Spec) HostOnly() bool { return s.Routed && s.HostAccess == HostAccessGateway }
+
+// AddressPair is an extra source a container may send from under port
+// security (Neutron's allowed address pair): a VIP, or a prefix it routes.
+type AddressPair struct {
+	IP netip.Prefix `json:"ipAddress"`
+	// MAC, when set, is the Ethernet source that goes with IP (a VRRP
+	// virtual MAC); empty: the container's own MAC.
+	MAC string `json:"macAddress,omitempty"`
 }
 
 // Equal reports whether two specs would give the same rules.
 func (s Spec) Equal(o Spec) bool {
-	if s.Bridge != o.Bridge || s.Routed != o.Routed || s.Isolated != o.Isolated || s.Drop != o.Drop ||
+	if s.Bridge != o.Bridge || s.Routed != o.Routed || s.Isolated != o.Isolated || s.Drop != o.Drop || s.PortSecurity != o.PortSecurity || s.HostAccess != o.HostAccess ||
 		!slices.Equal(s.Subnets, o.Subnets) || !slices.Equal(s.Gateways, o.Gateways) || (s.NAT == nil) != (o.NAT == nil) {
 		return false
 	}
@@ -57,12 +81,14 @@ func (s Spec) Equal(o Spec) bool {
 //	bit  0      isolated
 //	bit  1      switched only (not routed)
 //	bits 3-2    drop action (0 drop, 1 reject, 2 log)
+//	bit  4      host only (Spec.HostOnly)
 const (
 	GroupMark       uint32 = 0x746e0000 // "tn"
 	GroupMarkMask   uint32 = 0xffff0000
 	GroupIsolated   uint32 = 1 << 0
 	GroupNotRouted  uint32 = 1 << 1
 	GroupActionMask uint32 = 3 << 2
+	GroupHostOnly   uint32 = 1 << 4
 )
 
 // LinkGroup is the netdev group of the other links tenantnet creates on the
@@ -93,6 +119,9 @@ func (s Spec) Group() uint32 {
 	}
 	if !s.Routed {
 		g |= GroupNotRouted
+	}
+	if s.HostOnly() {
+		g |= GroupHostOnly
 	}
 	return g
 }

@@ -42,8 +42,15 @@ func IsHostName(name string) bool {
 // hostMAC is a stable, locally administered MAC for the host end. Setting it
 // explicitly stops udev's MACAddressPolicy from rewriting a random one after
 // ADD returned (containernetworking/plugins#805).
-func hostMAC(name string) net.HardwareAddr {
-	h := sha256.Sum256([]byte("tenantnet-veth/" + name))
+func hostMAC(name string) net.HardwareAddr { return localMAC("tenantnet-veth/" + name) }
+
+// ContainerMAC is the container end's MAC when the runtime asks for none:
+// stable per attachment, and known before the link exists, so port security
+// can allow it before the container sends its first frame.
+func ContainerMAC(hostName string) net.HardwareAddr { return localMAC("tenantnet-cont/" + hostName) }
+
+func localMAC(seed string) net.HardwareAddr {
+	h := sha256.Sum256([]byte(seed))
 	mac := net.HardwareAddr(h[:6])
 	mac[0] = (mac[0] &^ 1) | 2
 	return mac
@@ -51,13 +58,16 @@ func hostMAC(name string) net.HardwareAddr {
 
 // Spec is one veth pair.
 type Spec struct {
-	HostName  string
-	ContName  string
-	ContNSFd  int
-	Bridge    netlink.Link
-	MTU       int
-	ContMAC   net.HardwareAddr // nil: the kernel picks one
-	Hairpin   bool
+	HostName string
+	ContName string
+	ContNSFd int
+	Bridge   netlink.Link
+	MTU      int
+	ContMAC  net.HardwareAddr // nil: the kernel picks one
+	Hairpin  bool
+	// Group is the host end's netdev group (0: the default); the bridge
+	// filter knows ports under port security by it from their first frame.
+	Group     uint32
 	ContField string // what the container side's name came from, for messages
 }
 
@@ -104,6 +114,9 @@ func create(s Spec, mac net.HardwareAddr) error {
 	req.AddData(nl.NewRtAttr(unix.IFLA_IFNAME, nl.ZeroTerminated(s.HostName)))
 	req.AddData(nl.NewRtAttr(unix.IFLA_ADDRESS, []byte(mac)))
 	req.AddData(nl.NewRtAttr(unix.IFLA_MASTER, nl.Uint32Attr(uint32(s.Bridge.Attrs().Index))))
+	if s.Group != 0 {
+		req.AddData(nl.NewRtAttr(unix.IFLA_GROUP, nl.Uint32Attr(s.Group)))
+	}
 	if s.MTU > 0 {
 		req.AddData(nl.NewRtAttr(unix.IFLA_MTU, nl.Uint32Attr(uint32(s.MTU))))
 	}

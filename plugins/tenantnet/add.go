@@ -11,6 +11,7 @@ import (
 	"github.com/containernetworking/plugins/pkg/ns"
 
 	"github.com/tenantnet/tenantnet/pkg/bridge"
+	"github.com/tenantnet/tenantnet/pkg/cnierr"
 	"github.com/tenantnet/tenantnet/pkg/containerif"
 	"github.com/tenantnet/tenantnet/pkg/fault"
 	"github.com/tenantnet/tenantnet/pkg/ipx"
@@ -60,7 +61,18 @@ func cmdAdd(args *skel.CmdArgs) (err error) {
 	}()
 
 	hostName := veth.HostName(c.Bridge, args.ContainerID, args.IfName)
-	att := &state.Attachment{Network: c.Name, ContainerID: args.ContainerID, IfName: args.IfName, Netns: args.Netns, HostVeth: hostName, Since: time.Now().UTC()}
+	contMAC := containerMAC(c, hostName)
+	// The port record exists from the start (its addresses come with
+	// IPAM): a tenant rebuilt meanwhile knows this ADD is not a container
+	// of an older tenantnet.
+	port := portOf(c, hostName, contMAC)
+	att := &state.Attachment{Network: c.Name, ContainerID: args.ContainerID, IfName: args.IfName, Netns: args.Netns, HostVeth: hostName, Port: port, Since: time.Now().UTC()}
+	// ADD again without DEL: the port name is reused, its old elements go.
+	if old, err := hs.st.ReadAttachment(c.Bridge, args.ContainerID, args.IfName); err == nil && old != nil {
+		if err := hs.forgetPort(c.Bridge, old.Port); err != nil {
+			return err
+		}
+	}
 
 	// Host state: VLAN, bridge, gateway, rules; the attachment keeps the
 	// tenant from being torn down under us from here on.
@@ -80,7 +92,7 @@ func cmdAdd(args *skel.CmdArgs) (err error) {
 	}
 	hostMAC, err := veth.Create(hs.nl, veth.Spec{
 		HostName: hostName, ContName: args.IfName, ContNSFd: int(cont.Fd()), Bridge: br,
-		MTU: mtu, ContMAC: c.Requests.MAC, Hairpin: c.HairpinMode,
+		MTU: mtu, ContMAC: contMAC, Hairpin: c.HairpinMode, Group: portGroup(c),
 	})
 	if err != nil {
 		return err
@@ -109,6 +121,21 @@ func cmdAdd(args *skel.CmdArgs) (err error) {
 		}
 	}
 
+	// Port security: the container's sources are allowed before its
+	// interface comes up (so a static address's announcement passes).
+	for _, ipc := range res.IPs {
+		port.Addrs = append(port.Addrs, ipx.Addr(ipc.Address.IP))
+	}
+	if err := hs.st.WriteAttachment(c.Bridge, att); err != nil {
+		return cnierr.IO("write attachment record: %v", err)
+	}
+	if c.PortSecurity {
+		if err := hs.addPort(c, port); err != nil {
+			return err
+		}
+		rollback.push(func() error { return hs.bf.DelPort(*port) })
+	}
+
 	contIdx := 2
 	res.Interfaces = []*current.Interface{
 		{Name: c.Bridge, Mac: br.Attrs().HardwareAddr.String()},
@@ -125,7 +152,7 @@ func cmdAdd(args *skel.CmdArgs) (err error) {
 	fault.Point("add/container")
 	if c.Gateway {
 		for _, ipc := range res.IPs {
-			if err := bridge.Neighbour(hs.nl, br, ipx.Addr(ipc.Address.IP), mac); err != nil {
+			if err := bridge.Neighbour(hs.nl, br, ipx.Addr(ipc.Address.IP), mac, c.PortSecurity); err != nil {
 				return err
 			}
 		}

@@ -1,6 +1,7 @@
 package tenantnet
 
 import (
+	"errors"
 	"fmt"
 
 	"github.com/containernetworking/cni/pkg/skel"
@@ -47,18 +48,22 @@ func cmdDel(args *skel.CmdArgs) error {
 // was the last is the caller's (maybeTeardown).
 func (hs *host) detach(bridge, cid, ifName string, att *state.Attachment, release func() error) error {
 	// Unregistering a veth waits on the kernel (an RCU grace period, ~15 ms
-	// here): release the addresses meanwhile (IPAM uses no netlink).
+	// here): meanwhile forget the port (before its addresses are released)
+	// and release the addresses (IPAM uses no netlink).
 	gone := make(chan error, 1)
 	go func() { gone <- deleteHostVeth(hs, bridge, cid, ifName, att) }()
-	var releaseErr error
+	var portErr, releaseErr error
+	if att != nil {
+		portErr = hs.forgetPort(bridge, att.Port)
+	}
 	if release != nil {
 		releaseErr = release()
 	}
 	if err := <-gone; err != nil {
 		return err
 	}
-	if releaseErr != nil {
-		return releaseErr
+	if err := errors.Join(portErr, releaseErr); err != nil {
+		return err
 	}
 	fault.Point("del/host-side")
 	if err := namesDel(hs.st.Root, bridge, cid, ifName); err != nil {

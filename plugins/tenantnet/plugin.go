@@ -10,6 +10,7 @@ import (
 	"github.com/containernetworking/plugins/pkg/netlinksafe"
 	"golang.org/x/sys/unix"
 
+	"github.com/tenantnet/tenantnet/pkg/bridgefilter"
 	"github.com/tenantnet/tenantnet/pkg/cnierr"
 	"github.com/tenantnet/tenantnet/pkg/firewall"
 	"github.com/tenantnet/tenantnet/pkg/state"
@@ -35,6 +36,7 @@ func newHost(stateDir string) (*host, error) {
 	return &host{
 		nl: h,
 		st: state.Dir{Root: stateDir},
+		bf: bridgefilter.New(),
 		fwFor: func(name string) (firewall.Backend, error) {
 			name = firewall.Resolve(name)
 			if b, ok := backends[name]; ok {

@@ -53,6 +53,11 @@ func cmdStatus(args *skel.CmdArgs) error {
 	if err != nil {
 		return cnierr.NotAvailable("tenantnet: firewall backend %s is not usable: %v", name, err)
 	}
+	if c.PortSecurity {
+		if err := hs.bf.Ready(); err != nil {
+			return cnierr.NotAvailable("tenantnet: port security needs %s: %v (or set \"portSecurity\": false)", hs.bf.Name(), err)
+		}
+	}
 	if err := ipamStatus(c.IPAMType, args.StdinData); err != nil {
 		var e *types.Error
 		if errors.As(err, &e) && (e.Code == types.ErrPluginNotAvailable || e.Code == types.ErrLimitedConnectivity) {

@@ -13,6 +13,7 @@ import (
 	"github.com/vishvananda/netlink"
 
 	"github.com/tenantnet/tenantnet/pkg/bridge"
+	"github.com/tenantnet/tenantnet/pkg/bridgefilter"
 	"github.com/tenantnet/tenantnet/pkg/cnierr"
 	"github.com/tenantnet/tenantnet/pkg/fault"
 	"github.com/tenantnet/tenantnet/pkg/firewall"
@@ -36,6 +37,9 @@ func desired(c *netconf.Config) *state.Tenant {
 			Isolated: c.Isolation == netconf.IsolationTenant,
 			NAT:      c.NAT,
 			Drop:     c.DropAction,
+
+			PortSecurity: c.PortSecurity,
+			HostAccess:   c.HostAccess,
 		},
 		Links: state.Links{
 			Mode:          c.Mode(),
@@ -93,6 +97,7 @@ type host struct {
 	nl    netlinksafe.Handle
 	st    state.Dir
 	fwFor func(name string) (firewall.Backend, error)
+	bf    *bridgefilter.Filter
 }
 
 // join registers an attachment with its tenant, creating or repairing the
@@ -181,6 +186,9 @@ func (hs *host) intact(want *state.Tenant) (netlink.Link, error) {
 	}
 	if ok, err := fw.Present(rec.Spec); err != nil || !ok {
 		return nil, err
+	}
+	if ok, _ := hs.bf.Present(filterTenant(rec)); !ok {
+		return nil, nil
 	}
 	return br, nil
 }
@@ -321,6 +329,10 @@ func (hs *host) ensure(c *netconf.Config, want *state.Tenant) error {
 		return err
 	}
 	fault.Point("setup/rules")
+	if err := hs.syncFilter(&next, rec, others); err != nil {
+		return undo(err)
+	}
+	fault.Point("setup/filter")
 	if nh.Previous != "" {
 		old, err := hs.fwFor(nh.Previous)
 		if err == nil {
@@ -396,7 +408,7 @@ func (hs *host) build(c *netconf.Config, t *state.Tenant, known bool) error {
 		}
 		vl = l
 	}
-	bs := bridge.Spec{Name: c.Bridge, MTU: c.MTU, Group: t.Spec.Group(), Alias: alias, Known: known, Adopt: c.AdoptBridge}
+	bs := bridge.Spec{Name: c.Bridge, MTU: c.MTU, Group: t.Spec.Group(), Alias: alias, Known: known, Adopt: c.AdoptBridge, NoIPv6: noIPv6(c)}
 	br, err := bridge.Preflight(hs.nl, bs)
 	if err != nil {
 		return err
@@ -472,14 +484,10 @@ func (hs *host) build(c *netconf.Config, t *state.Tenant, known bool) error {
 	default:
 		bs.MAC = bridge.LocalMAC(c.Bridge)
 	}
+	bs.Own = u.CreatedBridge
 	brl, _, err := bridge.Ensure(hs.nl, bs)
 	if err != nil {
 		return err
-	}
-	if u.CreatedBridge {
-		if err := bridge.Harden(c.Bridge); err != nil {
-			return err
-		}
 	}
 	fault.Point("setup/bridge")
 	if up != "" {
@@ -498,7 +506,7 @@ func (hs *host) build(c *netconf.Config, t *state.Tenant, known bool) error {
 		}
 		fault.Point("setup/uplink")
 	}
-	if err := bridge.AddAddrs(hs.nl, brl, t.Links.GatewayAddrs); err != nil {
+	if err := bridge.AddAddrs(hs.nl, brl, t.Links.GatewayAddrs, up != ""); err != nil {
 		return err
 	}
 	fault.Point("setup/gateways")
@@ -596,6 +604,10 @@ func (hs *host) teardown(rec *state.Tenant, others []*state.Tenant) error {
 		ruleErr = fmt.Errorf("remove %s rules of tenant %s: %w", fw.Name(), rec.Spec.Bridge, ruleErr)
 	}
 	fault.Point("teardown/rules")
+	if err := hs.unfilter(rec, others); err != nil {
+		return errors.Join(ruleErr, err)
+	}
+	fault.Point("teardown/filter")
 	if err := hs.unbuild(rec); err != nil {
 		return errors.Join(ruleErr, fmt.Errorf("tear down tenant %s: %w", rec.Spec.Bridge, err))
 	}

@@ -36,6 +36,7 @@ const (
 	PartContainer = "container" // the container's interface, addresses, routes
 	PartIPAM      = "ipam"      // the reservation
 	PartNames     = "names"     // the name records and the resolver
+	PartPorts     = "ports"     // port security: the port's elements and netdev group
 )
 
 // Drift is one way the host differs from what a tenant's record or an
@@ -169,6 +170,7 @@ func (k *Checker) Attachment(c *netconf.Config, args *skel.CmdArgs, want *curren
 	if err := bridge.CheckPort(k.hs.nl, hostVeth(c.Bridge, args.ContainerID, args.IfName, att), c.Bridge); err != nil {
 		add(PartVeth, fmt.Errorf("host end of the container's veth: %w", err))
 	}
+	add(PartPorts, k.hs.checkPort(c.Bridge, att))
 	if cont, err := ns.GetNS(args.Netns); err != nil {
 		add(PartNetns, types.NewError(types.ErrInvalidNetNS, fmt.Sprintf("CNI_NETNS %q: %v", args.Netns, err), ""))
 	} else {

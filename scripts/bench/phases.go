@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -276,7 +277,14 @@ func (b *bench) interleave(items []latItem) error {
 		if b.ctx.Err() != nil {
 			return b.ctx.Err()
 		}
-		for _, it := range items {
+		// Every other iteration in reverse order: an item's ADD would
+		// otherwise always follow the same neighbour's DEL (whose veth the
+		// kernel is still unregistering), a bias between neighbours.
+		order := slices.Clone(items)
+		if i%2 != 0 {
+			slices.Reverse(order)
+		}
+		for _, it := range order {
 			h, c, st := it.H, it.C, it.St
 			c.ID = fmt.Sprintf("%s%s-lat-%d", prefix, it.Short, i+b.o.Warmup)
 			a := h.add(b.ctx, c)

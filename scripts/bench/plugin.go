@@ -29,12 +29,15 @@ type kind struct {
 	TN    bool   // tenantnet, else the reference bridge + host-local
 	FW    string // tenantnet firewallBackend
 	Masq  string // reference ipMasqBackend, "" without ipMasq
-	Desc  string
+	// NoPortSec: tenantnet with portSecurity false (port security's cost)
+	NoPortSec bool
+	Desc      string
 }
 
 var kinds = []*kind{
-	{Key: "T-nft", Short: "tnft", TN: true, FW: "nftables", Desc: "tenantnet, firewallBackend nftables, nat {}, isolation tenant (default), ipam tenantnet-ipam"},
-	{Key: "T-ipt", Short: "tipt", TN: true, FW: "iptables", Desc: "tenantnet, firewallBackend iptables, nat {}, isolation tenant (default), ipam tenantnet-ipam"},
+	{Key: "T-nft", Short: "tnft", TN: true, FW: "nftables", Desc: "tenantnet, firewallBackend nftables, nat {}, isolation tenant and portSecurity true (defaults), ipam tenantnet-ipam"},
+	{Key: "T-nft-nops", Short: "tnop", TN: true, FW: "nftables", NoPortSec: true, Desc: "T-nft with portSecurity false"},
+	{Key: "T-ipt", Short: "tipt", TN: true, FW: "iptables", Desc: "tenantnet, firewallBackend iptables, nat {}, isolation tenant and portSecurity true (defaults), ipam tenantnet-ipam"},
 	{Key: "R-masq-ipt", Short: "rmi", Masq: "iptables", Desc: "reference bridge + host-local, isGateway, ipMasq, ipMasqBackend iptables"},
 	{Key: "R-masq-nft", Short: "rmn", Masq: "nftables", Desc: "reference bridge + host-local, isGateway, ipMasq, ipMasqBackend nftables"},
 	{Key: "R-plain", Short: "rpl", Desc: "reference bridge + host-local, isGateway, no ipMasq"},
@@ -73,6 +76,9 @@ func (k *kind) conf(dir, network, bridge, subnet string) []byte {
 			"ipam": map[string]any{
 				"type": "tenantnet-ipam", "subnet": subnet, "dataDir": filepath.Join(dir, "ipam"),
 			},
+		}
+		if k.NoPortSec {
+			m["portSecurity"] = false
 		}
 	} else {
 		m = map[string]any{

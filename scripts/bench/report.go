@@ -130,6 +130,11 @@ func (b *bench) targets() []target {
 	} else {
 		ts = append(ts, le("6. tenantnet-ipam p50, big / small", math.NaN(), 1.5, ""))
 	}
+	// Port security's cost: one more nft transaction per ADD and DEL.
+	sa, sb := lat("T-nft"), lat("T-nft-nops")
+	ts = append(ts,
+		le("7. port security: ADD p50 T-nft / T-nft-nops", ratio(sa.Add.pct(50), sb.Add.pct(50)), 1.15, ms(sa.Add.pct(50))+" / "+ms(sb.Add.pct(50))+" ms"),
+		le("7. port security: DEL p50 T-nft / T-nft-nops", ratio(sa.Del.pct(50), sb.Del.pct(50)), 1.15, ms(sa.Del.pct(50))+" / "+ms(sb.Del.pct(50))+" ms"))
 	ts = append(ts, b.clusterTargets()...)
 	ts = append(ts, b.clusterNamesTargets()...)
 	return append(ts, b.namesTargets()...)
@@ -227,7 +232,7 @@ func (b *bench) report() string {
 	m.p("## 1. Sequential ADD and DEL (ms)")
 	m.p("")
 	m.p("%d iterations (after %d unrecorded warm-up ones); iteration i runs ADD then DEL of a new container ID for", o.N, o.Warmup)
-	m.p("%s in that order, then iteration i+1, so load changes hit all alike.", keys())
+	m.p("%s in that order (every other iteration in reverse order, so no configuration always follows the same one), then iteration i+1, so load changes hit all alike.", keys())
 	m.p("")
 	rows = nil
 	for _, k := range kinds {
@@ -237,7 +242,7 @@ func (b *bench) report() string {
 	}
 	m.table([]string{"config", "ADD p50", "ADD p95", "DEL p50", "DEL p95", "n", "failures"}, rows)
 	rows = nil
-	for _, x := range [][2]string{{"T-nft", "R-masq-ipt"}, {"T-ipt", "R-masq-ipt"}, {"T-nft", "R-masq-nft"}, {"T-nft", "R-plain"}, {"T-ipt", "R-plain"}} {
+	for _, x := range [][2]string{{"T-nft", "R-masq-ipt"}, {"T-ipt", "R-masq-ipt"}, {"T-nft", "R-masq-nft"}, {"T-nft", "R-plain"}, {"T-ipt", "R-plain"}, {"T-nft", "T-nft-nops"}} {
 		sa, oka := r.Lat[x[0]]
 		sb, okb := r.Lat[x[1]]
 		if !oka || !okb {

@@ -63,6 +63,13 @@ func TestSwitchedOnlyTenantCannotReachHostOverIPv6(t *testing.T) {
 	b, _ := containers(t, h, blue, "b1")
 	linkLocal(t, b[0].NS, "eth0") // the probes' source addresses
 	linkLocal(t, l[0].NS, "eth0")
+	// tenantnet gives its bridges no IPv6 (an IPv4-only tenant) and no
+	// link-local address; give them one, as other software might, to see
+	// that the firewall refuses it all the same.
+	for _, br := range []string{"tnt-blue", "tnt-lan"} {
+		h.Sh(t, "sysctl", "-qw", "net.ipv6.conf."+br+".disable_ipv6=0")
+		h.Sh(t, "ip", "addr", "add", "fe80::1/64", "dev", br, "nodad")
+	}
 	// Positive control: a routed tenant reaches its own bridge over IPv6,
 	// so the probe would see an answer.
 	b[0].MustReach(t, linkLocal(t, h.NS, "tnt-blue")+"%eth0")

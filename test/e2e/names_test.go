@@ -255,15 +255,15 @@ func TestNamesInsideATenant(t *testing.T) {
 	}
 }
 
-// With isolation "none" the host routes between the tenants and to each
-// other's gateways, so only the resolver's own check keeps blue's names
-// from red: its sockets are bound to blue's bridge, and the kernel refuses
-// red's connection as if nothing listened.
+// With isolation "none" and hostAccess "all" the host routes between the
+// tenants and lets each reach the other's gateway, so only the resolver's
+// own check keeps blue's names from red: its sockets are bound to blue's
+// bridge, and the kernel refuses red's connection as if nothing listened.
 func TestNamesWithoutIsolation(t *testing.T) {
 	t.Parallel()
 	h, _, _ := namesNode(t)
-	blue := tenantConf(h, "blue", "tnt-blue", "10.1.1.0/24", `,"isolation":"none","names":{}`)
-	red := tenantConf(h, "red", "tnt-red", "10.1.2.0/24", `,"isolation":"none","names":{}`)
+	blue := tenantConf(h, "blue", "tnt-blue", "10.1.1.0/24", `,"isolation":"none","hostAccess":"all","names":{}`)
+	red := tenantConf(h, "red", "tnt-red", "10.1.2.0/24", `,"isolation":"none","hostAccess":"all","names":{}`)
 	b, r := harness.NewContainer(t, "b1"), harness.NewContainer(t, "r1")
 	bip := harness.IP(t, mustAdd(t, h, blue, b, "K8S_POD_NAME=web"))
 	mustAdd(t, h, red, r, "K8S_POD_NAME=cli")

@@ -367,6 +367,12 @@ func TestCtlCheckNamesEachDrift(t *testing.T) {
 			return []ctlProblem{{Network: "blue", Bridge: "tnt-blue", Part: "firewall", Problem: "firewall (",
 				Fix: "tenantctl check --repair rebuilds the tenant as an ADD that finds it broken does (links, addresses, rules)"}}
 		}},
+		{"removed port element", func(t *testing.T, n *ctlNode) {
+			n.h.Sh(t, "nft", "delete", "element", "bridge", "tenantnet", "srcmac", "{", `"`+harness.HostVeth("tnt-blue", n.b[0])+`" . `+n.macs[n.b[0].ID], "}")
+		}, func(n *ctlNode) []ctlProblem {
+			return []ctlProblem{{Network: "blue", Bridge: "tnt-blue", ContainerID: n.b[0].ID, IfName: "eth0", Part: "ports", Problem: "set srcmac",
+				Fix: "tenantctl check --repair rebuilds the tenant's port security from its records (every container's elements, every port in its netdev group)"}}
+		}},
 		{"lost reservation", func(t *testing.T, n *ctlNode) {
 			n.h.Sh(t, "rm", filepath.Join(n.h.DataDir, "blue", "ips", n.bip[1]))
 		}, func(n *ctlNode) []ctlProblem {
@@ -430,7 +436,7 @@ func TestCtlCheckNamesEachDrift(t *testing.T) {
 			// stays (its runtime must re-add it).
 			ck = ctlCheck{}
 			code = h.CtlJSON(n.confDir, &ck, "check", "blue", "--repair")
-			if c.name != "removed rule" {
+			if c.name != "removed rule" && c.name != "removed port element" {
 				if code != 1 || len(ck.Problems) != len(want) || ck.Tenants[0].Repaired {
 					t.Errorf("check --repair of a container's drift: exit %d, %+v", code, ck)
 				}

@@ -80,6 +80,9 @@ func TestGCRemovesWhatTheRuntimeForgot(t *testing.T) {
 	if n := reservations(t, h, "blue"); n != 1 {
 		t.Fatalf("%d reservations after GC, want 1", n)
 	}
+	if n := harness.PortMACs(t, h.NS); n != 1 {
+		t.Fatalf("%d containers' port-security elements after GC, want 1", n)
+	}
 	cs[0].MustReach(t, "10.1.1.1")
 	// The freed addresses are handed out again.
 	c4 := harness.NewContainer(t, "g4")

@@ -153,3 +153,41 @@ func netnsFd(n *NS) (nsFd, error) {
 	}
 	return nsFd{int(h)}, nil
 }
+
+// NeighMAC is the MAC n's neighbour table holds for ip on link ("" when it
+// holds none).
+func (n *NS) NeighMAC(t testing.TB, link string, ip netip.Addr) string {
+	t.Helper()
+	var mac string
+	n.Do(t, func() error {
+		l, err := netlink.LinkByName(link)
+		if err != nil {
+			return err
+		}
+		family := netlink.FAMILY_V4
+		if !ip.Is4() {
+			family = netlink.FAMILY_V6
+		}
+		ns, err := netlink.NeighList(l.Attrs().Index, family)
+		for _, e := range ns {
+			if a, _ := netip.AddrFromSlice(e.IP); a.Unmap() == ip && e.HardwareAddr != nil {
+				mac = e.HardwareAddr.String()
+			}
+		}
+		return err
+	})
+	return mac
+}
+
+// FDBPort is the port of bridge behind which the bridge has learnt mac (""
+// when it has not).
+func (n *NS) FDBPort(t testing.TB, bridge string, mac net.HardwareAddr) string {
+	t.Helper()
+	for _, l := range strings.Split(n.Sh(t, "bridge", "fdb", "show", "br", bridge), "\n") {
+		f := strings.Fields(l)
+		if len(f) >= 3 && f[0] == mac.String() && f[1] == "dev" {
+			return f[2]
+		}
+	}
+	return ""
+}

@@ -1,6 +1,7 @@
 package harness
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"net"
@@ -142,4 +143,66 @@ func (n *NS) Dial(addr string, timeout time.Duration) (string, error) {
 		s = s[:len(s)-1]
 	}
 	return s, nil
+}
+
+// ListenUDP receives datagrams on addr (host:port) inside n until the test
+// ends, and hands over their data.
+func (n *NS) ListenUDP(t testing.TB, addr string) <-chan []byte {
+	t.Helper()
+	ch, _ := n.udp(t, addr)
+	return ch
+}
+
+// UDPFlow is a UDP socket on local inside n: send sends from it, and the
+// channel has what comes back to it (a flow, as NAT and conntrack see it).
+func (n *NS) UDPFlow(t testing.TB, local netip.AddrPort) (<-chan []byte, func(to netip.AddrPort, data []byte)) {
+	t.Helper()
+	ch, c := n.udp(t, local.String())
+	return ch, func(to netip.AddrPort, data []byte) {
+		if _, err := c.WriteTo(data, net.UDPAddrFromAddrPort(to)); err != nil {
+			t.Fatalf("send to %s: %v", to, err)
+		}
+	}
+}
+
+func (n *NS) udp(t testing.TB, addr string) (<-chan []byte, net.PacketConn) {
+	t.Helper()
+	var c net.PacketConn
+	n.Do(t, func() error {
+		var err error
+		c, err = net.ListenPacket("udp", addr)
+		return err
+	})
+	t.Cleanup(func() { c.Close() })
+	ch := make(chan []byte, 16)
+	go func() {
+		buf := make([]byte, 65536)
+		for {
+			nr, _, err := c.ReadFrom(buf)
+			if err != nil {
+				close(ch)
+				return
+			}
+			ch <- append([]byte(nil), buf[:nr]...)
+		}
+	}()
+	return ch, c
+}
+
+// Received reports whether data arrives on ch within d.
+func Received(ch <-chan []byte, data []byte, d time.Duration) bool {
+	timeout := time.After(d)
+	for {
+		select {
+		case got, ok := <-ch:
+			if !ok {
+				return false
+			}
+			if bytes.Equal(got, data) {
+				return true
+			}
+		case <-timeout:
+			return false
+		}
+	}
 }

@@ -4,10 +4,12 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"sort"
 	"strings"
 	"testing"
@@ -77,11 +79,31 @@ func (n *NS) Ruleset(t testing.TB) string {
 			if err != nil {
 				return fmt.Errorf("%s: %v\n%s", cmd[0], err, out)
 			}
-			b.WriteString(normalizeRules(string(out)))
+			rules := normalizeRules(string(out))
+			if cmd[0] == "nft" {
+				rules = sortTables(rules)
+			}
+			b.WriteString(rules)
 		}
 		return nil
 	})
 	return b.String()
+}
+
+// sortTables puts the tables of an nft listing in name order: nft lists
+// them in the order they were made, and a table replaced in one
+// transaction (deleted and added again) moves behind the others, while the
+// ruleset is the same.
+func sortTables(listing string) string {
+	var tables []string
+	for _, l := range strings.SplitAfter(listing, "\n") {
+		if strings.HasPrefix(l, "table ") || len(tables) == 0 {
+			tables = append(tables, "")
+		}
+		tables[len(tables)-1] += l
+	}
+	slices.Sort(tables)
+	return strings.Join(tables, "")
 }
 
 var (
@@ -144,20 +166,42 @@ func Diff(a, b string) string {
 func (n *NS) settle(t testing.TB) {
 	t.Helper()
 	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
-		tentative := false
+		settled := true
 		n.Do(t, func() error {
-			addrs, err := netlinksafe.AddrList(nil, netlink.FAMILY_V6)
-			for _, a := range addrs {
-				if a.Flags&unix.IFA_F_TENTATIVE != 0 {
-					tentative = true
-				}
-			}
-			return err
+			settled = ipv6Settled()
+			return nil
 		})
-		if !tentative {
+		if settled {
 			return
 		}
 	}
+}
+
+// ipv6Settled reports whether no IPv6 address is tentative, and every
+// address of an up link has its local route: the kernel adds that route a
+// moment after DAD clears the tentative flag.
+func ipv6Settled() bool {
+	addrs, err := netlinksafe.AddrList(nil, netlink.FAMILY_V6)
+	if err != nil {
+		return false
+	}
+	routes, err := netlinksafe.RouteListFiltered(netlink.FAMILY_V6, &netlink.Route{Table: unix.RT_TABLE_LOCAL}, netlink.RT_FILTER_TABLE)
+	if err != nil {
+		return false
+	}
+	for _, a := range addrs {
+		if a.Flags&unix.IFA_F_TENTATIVE != 0 {
+			return false
+		}
+		l, err := netlink.LinkByIndex(a.LinkIndex)
+		if err != nil || l.Attrs().Flags&net.FlagUp == 0 || a.Flags&unix.IFA_F_DADFAILED != 0 {
+			continue
+		}
+		if !slices.ContainsFunc(routes, func(r netlink.Route) bool { return r.Dst != nil && r.Dst.IP.Equal(a.IP) && r.LinkIndex == a.LinkIndex }) {
+			return false
+		}
+	}
+	return true
 }
 
 // Unchanged fails t unless the namespace is as the snapshot before shows it;

@@ -183,6 +183,10 @@ func render(ts []tenant.Spec, v6 bool, outside []string) []table {
 			}
 		}
 	}
+	if jump, host, logDrop := hostAccess(ts, v6); len(jump) > 0 {
+		in, stage = append(in, jump...), append(stage, host...)
+		used[chainHost], used[chainLogDrop] = true, used[chainLogDrop] || logDrop
+	}
 	if used[chainLogDrop] {
 		add(&stage, chainLogDrop, []string{"-m", "limit", "--limit", "10/sec", "-j", "LOG", "--log-prefix", "tenantnet-drop: "})
 		add(&stage, chainLogDrop, []string{"-j", "DROP"})
@@ -262,7 +266,7 @@ func accepts(ts []tenant.Spec, chain string, outside []string) []rule {
 
 // filterChains is every filter chain tenantnet may own, in declaration order.
 func filterChains() []string {
-	cs := []string{chainForward, chainAccept, chainInput}
+	cs := []string{chainForward, chainAccept, chainInput, chainHost}
 	for _, set := range stageSets {
 		for _, a := range tenant.DropActions {
 			cs = append(cs, stageChain(set, a))

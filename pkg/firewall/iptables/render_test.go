@@ -182,3 +182,36 @@ func TestLogDropChain(t *testing.T) {
 		t.Error("log prefix with a space not quoted for iptables-restore")
 	}
 }
+
+// hostAccess "gateway": one jump for every host-only tenant, a chain that
+// lets through the bridge's own addresses (and, for IPv6, neighbour
+// discovery) and refuses the rest with each tenant's action.
+func TestHostOnlyByGroup(t *testing.T) {
+	gw, rej := spec("gw", "10.0.1.0/24", true, true, nil), spec("rej", "10.0.2.0/24", true, false, nil)
+	gw.HostAccess, rej.HostAccess, rej.Drop = "gateway", "gateway", "reject"
+	if g := gw.Group(); g&tenant.GroupHostOnly == 0 {
+		t.Fatalf("group %#x lacks the host-only bit", g)
+	}
+	v4 := strings.Join(lines(render([]tenant.Spec{gw, rej}, false, nil)), "\n")
+	for _, want := range []string{
+		"filter TENANTNET-INPUT -m devgroup --src-group 0x746e0010/0xffff0012 -m comment --comment tenantnet -j TENANTNET-HOST",
+		"filter TENANTNET-HOST -m addrtype --dst-type LOCAL --limit-iface-in -m comment --comment tenantnet -j RETURN",
+		"filter TENANTNET-HOST -m devgroup --src-group 0x746e0000/0xffff000c -m comment --comment tenantnet -j DROP",
+		"filter TENANTNET-HOST -m devgroup --src-group 0x746e0004/0xffff000c -m comment --comment tenantnet -j REJECT",
+	} {
+		if !strings.Contains(v4, want) {
+			t.Errorf("missing %q in\n%s", want, v4)
+		}
+	}
+	if strings.Contains(v4, "icmpv6") {
+		t.Error("IPv6 neighbour discovery rules in the IPv4 ruleset")
+	}
+	v6 := strings.Join(lines(render([]tenant.Spec{gw}, true, nil)), "\n")
+	if !strings.Contains(v6, "filter TENANTNET-HOST -p ipv6-icmp -m icmp6 --icmpv6-type neighbour-solicitation -m comment --comment tenantnet -j RETURN") {
+		t.Errorf("no neighbour discovery exception in\n%s", v6)
+	}
+	gw.HostAccess = "all"
+	if strings.Contains(strings.Join(lines(render([]tenant.Spec{gw}, false, nil)), "\n"), "TENANTNET-HOST") {
+		t.Error(`hostAccess "all" got host rules`)
+	}
+}

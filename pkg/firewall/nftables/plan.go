@@ -21,6 +21,7 @@ type plan struct {
 	action                  map[string]string // bridge -> drop, reject or log
 	gw, isoGW               []netip.Addr      // gateways of routed tenants; of isolated ones
 	ownGW                   []ownGW           // bridge . gateway: a tenant may reach its own
+	hostonly                []string          // bridges whose tenants reach only their own addresses on the host
 	nat                     []natRule
 }
 
@@ -50,6 +51,9 @@ func makePlan(ts []tenant.Spec) plan {
 		if !t.Routed {
 			p.nogw = append(p.nogw, t.Bridge)
 			continue
+		}
+		if t.HostOnly() {
+			p.hostonly = append(p.hostonly, t.Bridge)
 		}
 		for _, gw := range t.Gateways {
 			p.gw = append(p.gw, gw)

@@ -85,3 +85,18 @@ func TestPlanMergesNestedExemptions(t *testing.T) {
 		t.Errorf("IPv6 exemptions %v, want %v", got, want)
 	}
 }
+
+// hostAccess "gateway" lists routed tenants only (a switched-only one
+// reaches nothing of the host anyway), and one input rule covers them all.
+func TestPlanHostOnly(t *testing.T) {
+	gw, all, l2 := spec("gw", "10.0.1.0/24", true, true, nil), spec("all", "10.0.2.0/24", true, true, nil), spec("l2", "10.0.3.0/24", false, true, nil)
+	gw.HostAccess, all.HostAccess, l2.HostAccess = "gateway", "all", "gateway"
+	p := makePlan([]tenant.Spec{gw, all, l2})
+	if !slices.Equal(p.hostonly, []string{"gw"}) {
+		t.Fatalf("hostonly = %v", p.hostonly)
+	}
+	with, without := describe(p), describe(makePlan([]tenant.Spec{all, l2}))
+	if n := with.count("input") - without.count("input"); n != 1 {
+		t.Fatalf("%d input rules for hostAccess, want 1", n)
+	}
+}

@@ -179,6 +179,8 @@ func describe(p plan) *desc {
 		}
 	}
 
+	d.describeHostAccess(p)
+
 	if usedActions["reject"] {
 		d.rule("refuse_reject", nil, []expr.Any{&expr.Reject{Type: unix.NFT_REJECT_ICMPX_UNREACH, Code: unix.NFT_REJECT_ICMPX_PORT_UNREACH}})
 	}
