@@ -524,16 +524,41 @@ func Neighbour(h netlinksafe.Handle, br netlink.Link, addr netip.Addr, mac net.H
 	return nil
 }
 
-// Forget removes the bridge's neighbour entries for addrs; entries or a
-// bridge already gone are fine.
-func Forget(h netlinksafe.Handle, bridge string, addrs []netip.Addr) error {
+// Forget removes the bridge's neighbour entries for addrs that a port with
+// MAC mac left; entries or a bridge already gone are fine. A permanent entry
+// with another MAC is left: it pins the address for a container that got
+// it since (a DEL retried after its addresses were released).
+func Forget(h netlinksafe.Handle, bridge string, addrs []netip.Addr, mac net.HardwareAddr) error {
 	br, err := netlinkx.Lookup(h, bridge)
-	if err != nil || br == nil {
+	if err != nil || br == nil || len(addrs) == 0 {
 		return err
 	}
-	for _, a := range addrs {
-		n := &netlink.Neigh{LinkIndex: br.Attrs().Index, Family: family(a), IP: a.AsSlice()}
-		if err := h.NeighDel(n); err != nil && !errors.Is(err, unix.ENOENT) {
+	idx := br.Attrs().Index
+	var have []netlink.Neigh
+	for _, fam := range []int{netlink.FAMILY_V4, netlink.FAMILY_V6} {
+		if !slices.ContainsFunc(addrs, func(a netip.Addr) bool { return family(a) == fam }) {
+			continue
+		}
+		var ns []netlink.Neigh
+		for range 3 { // a dump a concurrent change interrupted is retried
+			if ns, err = h.NeighList(idx, fam); !errors.Is(err, netlink.ErrDumpInterrupted) {
+				break
+			}
+		}
+		if err != nil {
+			return fmt.Errorf("list neighbours of %s: %w", bridge, err)
+		}
+		have = append(have, ns...)
+	}
+	for _, n := range have {
+		a, ok := netip.AddrFromSlice(n.IP)
+		if !ok || !slices.Contains(addrs, a.Unmap()) {
+			continue
+		}
+		if n.State&netlink.NUD_PERMANENT != 0 && n.HardwareAddr.String() != mac.String() {
+			continue
+		}
+		if err := h.NeighDel(&n); err != nil && !errors.Is(err, unix.ENOENT) {
 			return fmt.Errorf("forget neighbour %s on %s: %w", a, bridge, err)
 		}
 	}

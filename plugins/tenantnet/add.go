@@ -134,6 +134,7 @@ func cmdAdd(args *skel.CmdArgs) (err error) {
 			return err
 		}
 		rollback.push(func() error { return hs.bf.DelPort(*port) })
+		fault.Point("add/port")
 	}
 
 	contIdx := 2
@@ -156,6 +157,7 @@ func cmdAdd(args *skel.CmdArgs) (err error) {
 				return err
 			}
 		}
+		fault.Point("add/neighbours")
 	}
 	res.Interfaces[contIdx].Mac = mac.String()
 	if c.DNS.Nameservers != nil || c.DNS.Domain != "" || c.DNS.Search != nil || c.DNS.Options != nil {

@@ -55,6 +55,7 @@ func (hs *host) detach(bridge, cid, ifName string, att *state.Attachment, releas
 	var portErr, releaseErr error
 	if att != nil {
 		portErr = hs.forgetPort(bridge, att.Port)
+		fault.Point("del/port-forgotten")
 	}
 	if release != nil {
 		releaseErr = release()

@@ -21,8 +21,10 @@ import (
 )
 
 // Snapshot renders what tenantnet may change in a namespace: links, their
-// addresses, routes in every table, and the iptables and nftables rulesets
-// (counters and handles removed). Two snapshots are equal when the host is
+// addresses, routes in every table, permanent neighbour entries (port
+// security pins a container's address to its MAC on the bridge), and the
+// iptables and nftables rulesets (counters and handles removed; nft's
+// listing holds table bridge tenantnet with its per-port elements). Two snapshots are equal when the host is
 // as it was.
 func (n *NS) Snapshot(t testing.TB) string {
 	t.Helper()
@@ -59,6 +61,11 @@ func (n *NS) Snapshot(t testing.TB) string {
 			lines = append(lines, fmt.Sprintf("route table=%d dst=%v gw=%v dev=%s proto=%d scope=%d metric=%d",
 				r.Table, r.Dst, r.Gw, byIndex[r.LinkIndex], r.Protocol, r.Scope, r.Priority))
 		}
+		neighs, err := permanentNeighbours(byIndex)
+		if err != nil {
+			return err
+		}
+		lines = append(lines, neighs...)
 		sort.Strings(lines)
 		b.WriteString(strings.Join(lines, "\n"))
 		b.WriteString("\n")
@@ -66,6 +73,30 @@ func (n *NS) Snapshot(t testing.TB) string {
 	})
 	b.WriteString(n.Ruleset(t))
 	return b.String()
+}
+
+// permanentNeighbours renders the ARP and NDP entries in state PERMANENT:
+// those a program set, never those the kernel learns from traffic.
+func permanentNeighbours(byIndex map[int]string) ([]string, error) {
+	var lines []string
+	for _, family := range []int{netlink.FAMILY_V4, netlink.FAMILY_V6} {
+		var ns []netlink.Neigh
+		var err error
+		for range 5 { // a dump interrupted by a concurrent change is retried
+			if ns, err = netlink.NeighList(0, family); !errors.Is(err, netlink.ErrDumpInterrupted) {
+				break
+			}
+		}
+		if err != nil {
+			return nil, fmt.Errorf("list neighbours: %w", err)
+		}
+		for _, ne := range ns {
+			if ne.State&netlink.NUD_PERMANENT != 0 {
+				lines = append(lines, fmt.Sprintf("neigh %s %s lladdr %s permanent", byIndex[ne.LinkIndex], ne.IP, ne.HardwareAddr))
+			}
+		}
+	}
+	return lines, nil
 }
 
 // Ruleset is the namespace's iptables, ip6tables and nftables rulesets, with
