@@ -139,6 +139,9 @@ func (r *gcResult) sweep(d string, dryRun bool) {
 	for _, b := range sw.Names {
 		got = append(got, collectedView{Bridge: b, Kind: "names", Reason: "the tenant is gone"})
 	}
+	for _, e := range sw.Elements {
+		got = append(got, collectedView{Kind: "elements", Reason: e + " (table bridge tenantnet), state dir " + d})
+	}
 	for _, c := range got {
 		r.Collected = append(r.Collected, c)
 		if dryRun {

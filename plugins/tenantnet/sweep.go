@@ -10,6 +10,7 @@ import (
 	"github.com/vishvananda/netlink"
 
 	"github.com/tenantnet/tenantnet/pkg/bridge"
+	"github.com/tenantnet/tenantnet/pkg/bridgefilter"
 	"github.com/tenantnet/tenantnet/pkg/cnierr"
 	"github.com/tenantnet/tenantnet/pkg/firewall"
 	"github.com/tenantnet/tenantnet/pkg/namestore"
@@ -29,6 +30,10 @@ type Swept struct {
 	Links []string
 	// Names are tenants whose name records outlived them, removed.
 	Names []string
+	// Elements are what was removed from table bridge tenantnet: the
+	// elements of a port or uplink no record names, or the whole table
+	// when no tenant needs it.
+	Elements []string
 	// Left are such objects left in place, each with the reason.
 	Left []string
 	// DryRun: nothing was removed; the fields say what would have been.
@@ -45,9 +50,10 @@ type Swept struct {
 // own back before its record goes), a VLAN link with tenantnet's link group
 // and this alias, a host veth named as tenantnet names them on such a
 // bridge, and it never removes a bridge that has a port tenantnet did not
-// make (it names it in Left). Containers' attachments and addresses are
-// the runtime's to judge (CNI GC's valid attachments), not Sweep's. Last,
-// every firewall backend's rules are made the records' (none for a backend
+// make (it names it in Left); elements of table bridge tenantnet keyed by
+// a port or uplink no record names, and the table when no tenant needs it.
+// Containers' attachments and addresses are the runtime's to judge (CNI
+// GC's valid attachments), not Sweep's. Last, every firewall backend's rules are made the records' (none for a backend
 // that is not the host's). dryRun changes nothing and takes no lock: the
 // result says what would be removed.
 func Sweep(stateDir string, dryRun bool) (*Swept, error) {
@@ -95,7 +101,9 @@ func (hs *host) sweep(sw *Swept) error {
 		}
 	}
 
-	errs = append(errs, hs.underHostLock(func(all []*state.Tenant) error { return hs.sweepRules(all) }))
+	errs = append(errs, hs.underHostLock(func(all []*state.Tenant) error {
+		return errors.Join(hs.sweepFilter(sw, all), hs.sweepRules(all))
+	}))
 	return errors.Join(errs...)
 }
 
@@ -109,7 +117,7 @@ func (hs *host) sweepDry(sw *Swept) error {
 	if err != nil {
 		return fmt.Errorf("list links: %w", err)
 	}
-	errs := []error{hs.sweepLinks(sw, links, all), hs.sweepNames(sw, all)}
+	errs := []error{hs.sweepLinks(sw, links, all), hs.sweepNames(sw, all), hs.sweepFilter(sw, all)}
 	for _, t := range all {
 		if has, err := hs.st.HasAttachments(t.Spec.Bridge); err == nil && !has {
 			sw.Tenants = append(sw.Tenants, t.Spec.Bridge)
@@ -218,6 +226,53 @@ func (hs *host) sweepLinks(sw *Swept, links []netlink.Link, all []*state.Tenant)
 	return errors.Join(errs...)
 }
 
+// sweepFilter removes from table bridge tenantnet the elements of ports and
+// uplinks that no record names (records lost, or removed by hand), and the
+// table when no recorded tenant needs it. The attachment records are read
+// after the elements (as sweepLinks reads them after the links): an ADD
+// records its port before adding its elements.
+func (hs *host) sweepFilter(sw *Swept, all []*state.Tenant) error {
+	needed := false
+	for _, t := range all {
+		needed = needed || filterTenant(t).Needed()
+	}
+	if !needed {
+		ok, err := hs.bf.Exists()
+		if err != nil || !ok {
+			return nil // no nf_tables, or no table: nothing to remove
+		}
+		if !sw.DryRun {
+			if err := hs.bf.Sync(nil, nil, nil); err != nil {
+				return fmt.Errorf("remove %s, which no tenant needs: %w", hs.bf.Name(), err)
+			}
+		}
+		sw.Elements = append(sw.Elements, "the table, which no tenant needs")
+		return nil
+	}
+	removed, err := hs.bf.Prune(func() (ports, uplinks map[string]bool, err error) {
+		ports, uplinks = map[string]bool{}, map[string]bool{}
+		for _, t := range all {
+			if up := filterTenant(t).Uplink; up != "" {
+				uplinks[up] = true
+			}
+			atts, err := hs.st.Attachments(t.Spec.Bridge)
+			if err != nil {
+				return nil, nil, cnierr.IO("read attachment records of %s: %v", t.Spec.Bridge, err)
+			}
+			for _, a := range atts {
+				if a.Port != nil {
+					ports[a.Port.Name] = true
+				}
+			}
+		}
+		return ports, uplinks, nil
+	}, sw.DryRun)
+	for _, r := range removed {
+		sw.Elements = append(sw.Elements, "the elements of "+r)
+	}
+	return err
+}
+
 func linkNames(ls []netlink.Link) string {
 	var n []string
 	for _, l := range ls {
@@ -282,6 +337,9 @@ func (hs *host) sweepRules(all []*state.Tenant) error {
 func (sw *Swept) report() {
 	for _, l := range sw.Links {
 		fmt.Fprintf(os.Stderr, "tenantnet: GC removed %s\n", l)
+	}
+	for _, e := range sw.Elements {
+		fmt.Fprintf(os.Stderr, "tenantnet: GC removed %s (table bridge %s)\n", e, bridgefilter.TableName)
 	}
 	for _, t := range sw.Tenants {
 		fmt.Fprintf(os.Stderr, "tenantnet: GC took down tenant %s, which had no container left\n", t)

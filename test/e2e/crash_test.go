@@ -63,6 +63,11 @@ func crashNet(t *testing.T, mode string) *harness.CrashNet {
 		lan = harness.NewNS(t, "lan")
 		cn.H.Sh(t, "ip", "link", "add", "tnt-br0", "group", "7", "type", "bridge")
 		cn.H.Sh(t, "ip", "link", "set", "tnt-br0", "alias", "the LAN")
+		// A fixed MAC, as systemd-networkd gives a bridge: one that follows
+		// its ports changes as containers come and go, and the kernel then
+		// flushes the bridge's neighbour entries, pinned ones too (README,
+		// Limitations).
+		cn.H.Sh(t, "ip", "link", "set", "tnt-br0", "address", "02:00:00:00:b0:01")
 		harness.Veth(t, cn.H.NS, "tnt-lanport", lan, "eth0")
 		cn.H.Sh(t, "ip", "link", "set", "tnt-lanport", "master", "tnt-br0")
 		cn.H.Sh(t, "ip", "link", "set", "tnt-br0", "up")
@@ -144,4 +149,32 @@ func TestCrashPendingTenantCheckedAndRepaired(t *testing.T) {
 		t.Fatalf("CHECK after the repair: %v", err)
 	}
 	c.MustReach(t, "10.1.1.1")
+}
+
+// A DEL killed once its container's address is released, retried after
+// another container got that address: the retry removes what the first
+// container left and not the newer one's permanent neighbour entry (port
+// security pins an address to its container's MAC on the bridge).
+func TestCrashRetriedDelKeepsNewerNeighbour(t *testing.T) {
+	t.Parallel()
+	h, _ := node(t)
+	h.BinDir = harness.FaultBinaries(t)
+	conf := tenantConf(h, "blue", "tnt-blue", "10.1.1.0/24", `,"args":{"cni":{"ips":["10.1.1.60"]}}`)
+	x, y := harness.NewContainer(t, "x"), harness.NewContainer(t, "y")
+	h.Add(conf, x)
+	h.ExecKilledAt(harness.Call{Command: "DEL", Conf: conf, Container: x}, "del/host-side")
+	res := h.Add(conf, y)
+	mac := res.Interfaces[len(res.Interfaces)-1].Mac
+	pinned := func(when string) {
+		t.Helper()
+		out := h.Sh(t, "ip", "neigh", "show", "dev", "tnt-blue", "to", "10.1.1.60", "nud", "permanent")
+		if !strings.Contains(out, mac) {
+			t.Fatalf("%s: the bridge's permanent entries for 10.1.1.60 are %q, not y's %s", when, out, mac)
+		}
+	}
+	pinned("after y's ADD")
+	h.Del(conf, x)
+	pinned("after x's DEL retried")
+	y.MustReach(t, "10.1.1.1")
+	h.Del(conf, y)
 }
