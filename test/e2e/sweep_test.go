@@ -62,6 +62,15 @@ func TestGCSweepsWhatNoRecordExplains(t *testing.T) {
 			t.Errorf("GC left %s", gone)
 		}
 	}
+	// Port security: the lost ports' elements are gone, r2's are not.
+	table := h.Sh(t, "nft", "list", "table", "bridge", "tenantnet")
+	harness.MustContain(t, table, harness.HostVeth("tnt-red", r[1]))
+	for _, gone := range []string{harness.HostVeth("tnt-blue", b[0]), harness.HostVeth("tnt-blue", b[1]), harness.HostVeth("tnt-red", r[0]), harness.HostVeth("tnt-green", g[0])} {
+		if strings.Contains(table, gone) {
+			t.Errorf("GC left the elements of port %s in table bridge tenantnet", gone)
+		}
+	}
+	harness.MustContain(t, h.Stderr, "GC removed the elements of port "+harness.HostVeth("tnt-red", r[0]))
 	// red lives on, rules and all; r1's end is gone, r2's is not.
 	r[1].MustReach(t, "10.1.2.1")
 	if err := h.Check(red, r[1], h.Add(red, r[1])); err != nil {
@@ -122,4 +131,24 @@ func TestCtlGCSweeps(t *testing.T) {
 	if _, stderr, code := h.Ctl(confDir, "check"); code != 0 {
 		t.Errorf("check after gc: exit %d: %s", code, stderr)
 	}
+}
+
+// With every record lost, GC's sweep leaves the host as it was: the
+// tenant's links and rules, and table bridge tenantnet, which no tenant
+// needs any more.
+func TestGCSweepsTheBridgeTable(t *testing.T) {
+	t.Parallel()
+	h, _ := node(t)
+	conf := h.Conf(`{"cniVersion":"1.1.0","name":"blue","bridge":"tnt-blue","ipam":{"subnet":"10.1.1.0/24"}}`)
+	before := h.Snapshot(t)
+	containers(t, h, conf, "b1")
+	harness.MustContain(t, h.Sh(t, "nft", "list", "tables"), "table bridge tenantnet")
+	if err := os.RemoveAll(h.StateDir); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := h.Exec(harness.Call{Command: "GC", Conf: gcConf(t, conf)}); err != nil {
+		t.Fatalf("GC: %v", err)
+	}
+	harness.MustContain(t, h.Stderr, "GC removed the table, which no tenant needs")
+	h.Unchanged(t, before, "after GC")
 }
