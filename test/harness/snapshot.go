@@ -208,13 +208,29 @@ func (n *NS) settle(t testing.TB) {
 	}
 }
 
-// ipv6Settled reports whether no IPv6 address is tentative, and every
-// address of an up link has its local route: the kernel adds that route a
-// moment after DAD clears the tentative flag.
+// ipv6Settled reports whether no IPv6 address is tentative, every address
+// of an up link has its local route (the kernel adds that route a moment
+// after DAD clears the tentative flag), and every link with a carrier that
+// makes itself an IPv6 link-local has it: the kernel adds it when it
+// processes the carrier change (linkwatch, up to a second later under
+// load), so a container's host end gets it after its ADD returned.
 func ipv6Settled() bool {
 	addrs, err := netlinksafe.AddrList(nil, netlink.FAMILY_V6)
 	if err != nil {
 		return false
+	}
+	links, err := netlinksafe.LinkList()
+	if err != nil {
+		return false
+	}
+	for _, l := range links {
+		a := l.Attrs()
+		if a.Flags&net.FlagUp == 0 || a.Flags&net.FlagLoopback != 0 || a.RawFlags&unix.IFF_LOWER_UP == 0 || !makesLinkLocal(a.Name) {
+			continue
+		}
+		if !slices.ContainsFunc(addrs, func(x netlink.Addr) bool { return x.LinkIndex == a.Index && x.IP.IsLinkLocalUnicast() }) {
+			return false
+		}
 	}
 	routes, err := netlinksafe.RouteListFiltered(netlink.FAMILY_V6, &netlink.Route{Table: unix.RT_TABLE_LOCAL}, netlink.RT_FILTER_TABLE)
 	if err != nil {
@@ -233,6 +249,20 @@ func ipv6Settled() bool {
 		}
 	}
 	return true
+}
+
+// makesLinkLocal reports whether the kernel gives link name (in the calling
+// thread's namespace) an IPv6 link-local address: IPv6 on, and an address
+// generation mode other than none.
+func makesLinkLocal(name string) bool {
+	read := func(key string) string {
+		b, err := os.ReadFile("/proc/sys/net/ipv6/conf/" + name + "/" + key)
+		if err != nil {
+			return ""
+		}
+		return strings.TrimSpace(string(b))
+	}
+	return read("disable_ipv6") == "0" && read("addr_gen_mode") != "1" && read("addr_gen_mode") != ""
 }
 
 // Unchanged fails t unless the namespace is as the snapshot before shows it;
