@@ -4,16 +4,22 @@ SHELL := /bin/bash
 GO ?= go
 export CGO_ENABLED := 0
 BIN := $(CURDIR)/bin
+# The crash tests' build (-tags faultinject: the plugin can be made to kill
+# itself at a named step, pkg/fault): test-only, never installed.
+FAULTBIN := $(CURDIR)/.faultbin
 # What the binaries say with --version: the checkout they were built from.
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null)
 LDFLAGS := -X github.com/tenantnet/tenantnet/pkg/buildinfo.gitDescribe=$(VERSION)
 
-.PHONY: all build deps demo test test-host test-unit test-e2e test-vm test-clients bench clean
+.PHONY: all build build-faultinject deps demo test test-host test-unit test-e2e test-vm test-clients bench clean
 
 all: build
 
 build:
 	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN)/ ./cmd/...
+
+build-faultinject:
+	$(GO) build -tags faultinject -ldflags "$(LDFLAGS)" -o $(FAULTBIN)/ ./cmd/...
 
 deps:
 	scripts/install-deps.sh
@@ -31,11 +37,11 @@ test-unit: deps
 	@echo "==== host tier: unit tests"
 	$(GO) test -count=1 ./pkg/... ./plugins/...
 
-test-e2e: deps build
+test-e2e: deps build build-faultinject
 	@echo "==== host tier: end-to-end, nftables backend"
-	TENANTNET_BIN_DIR=$(BIN) TENANTNET_TEST_BACKEND=nftables $(GO) test -count=1 ./test/e2e/...
+	TENANTNET_BIN_DIR=$(BIN) TENANTNET_FAULT_BIN_DIR=$(FAULTBIN) TENANTNET_TEST_BACKEND=nftables $(GO) test -count=1 ./test/e2e/...
 	@echo "==== host tier: end-to-end, iptables backend"
-	TENANTNET_BIN_DIR=$(BIN) TENANTNET_TEST_BACKEND=iptables $(GO) test -count=1 ./test/e2e/...
+	TENANTNET_BIN_DIR=$(BIN) TENANTNET_FAULT_BIN_DIR=$(FAULTBIN) TENANTNET_TEST_BACKEND=iptables $(GO) test -count=1 ./test/e2e/...
 
 ## test-vm: the tier on a real Debian kernel under QEMU (802.1Q VLANs, two
 ## hosts over a trunk, the e2e suite with and without br_netfilter).
@@ -56,4 +62,4 @@ bench:
 	scripts/bench.sh
 
 clean:
-	rm -rf $(BIN)
+	rm -rf $(BIN) $(FAULTBIN)

@@ -11,6 +11,7 @@ import (
 	"net/netip"
 	"os"
 	"path"
+	"slices"
 	"strings"
 
 	"github.com/containernetworking/plugins/pkg/netlinksafe"
@@ -20,6 +21,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/tenantnet/tenantnet/pkg/cnierr"
+	"github.com/tenantnet/tenantnet/pkg/fault"
 	"github.com/tenantnet/tenantnet/pkg/ipx"
 	"github.com/tenantnet/tenantnet/pkg/netlinkx"
 	"github.com/tenantnet/tenantnet/pkg/tenant"
@@ -45,6 +47,9 @@ type Spec struct {
 	// NoIPv6 switches the host's IPv6 off on the bridge (a tenant without
 	// IPv6 whose bridge carries none of the host's own addresses).
 	NoIPv6 bool
+	// Own: the bridge is tenantnet's (created by this call or a killed
+	// one), so Ensure hardens it; an adopted bridge is left as it is.
+	Own bool
 }
 
 // LocalMAC derives a stable, locally administered unicast MAC from a name,
@@ -61,30 +66,41 @@ func LocalMAC(name string) net.HardwareAddr {
 // dir, or recorded in it), or one the config adopts. An existing bridge of
 // the host's own (a LAN bridge with the host's address on it) is never taken
 // silently: its ports would be the tenant's, and its addresses the tenant's
-// gateway.
-func Preflight(h netlinksafe.Handle, s Spec) (exists bool, err error) {
-	link, err := h.LinkByName(s.Name)
-	if err != nil {
-		if netlinkx.NotFound(err) {
-			return false, nil
-		}
-		return false, fmt.Errorf("look up %s: %w", s.Name, err)
+// gateway. It returns the bridge, nil when there is none.
+func Preflight(h netlinksafe.Handle, s Spec) (netlink.Link, error) {
+	link, err := netlinkx.Lookup(h, s.Name)
+	if err != nil || link == nil {
+		return nil, err
 	}
 	if _, ok := link.(*netlink.Bridge); !ok {
-		return true, cnierr.Config("bridge", "link %q exists but is a %s, not a bridge; remove it or choose another bridge name", s.Name, link.Type())
+		return link, cnierr.Config("bridge", "link %q exists but is a %s, not a bridge; remove it or choose another bridge name", s.Name, link.Type())
 	}
 	alias := link.Attrs().Alias
 	if alias == s.Alias {
-		return true, nil
+		return link, nil
 	}
 	if theirs, ok := tenant.AliasStateDir(alias); ok {
 		ours, _ := tenant.AliasStateDir(s.Alias)
-		return true, cnierr.Config("stateDir", "bridge %q is kept by tenantnet state dir %s, but this network's stateDir is %s; a host has one stateDir (it defines the host's whole ruleset): give every tenantnet network on this host the same stateDir", s.Name, theirs, ours)
+		return link, cnierr.Config("stateDir", "bridge %q is kept by tenantnet state dir %s, but this network's stateDir is %s; a host has one stateDir (it defines the host's whole ruleset): give every tenantnet network on this host the same stateDir", s.Name, theirs, ours)
 	}
 	if s.Known || s.Adopt {
-		return true, nil
+		return link, nil
 	}
-	return true, cnierr.Config("bridge", "%q already exists on this host and tenantnet did not make it%s; choose another bridge name, or set \"adoptBridge\": true to put the tenant on this bridge", s.Name, describe(h, link))
+	if tenant.Marked(link.Attrs().Group) {
+		ours, _ := tenant.AliasStateDir(s.Alias)
+		return link, cnierr.Config("bridge", "%q carries tenantnet's netdev group %#x but no record of state dir %s explains it: it was made with another stateDir, or left behind; give every tenantnet network on this host the same stateDir, or remove the bridge", s.Name, link.Attrs().Group, ours)
+	}
+	return link, cnierr.Config("bridge", "%q already exists on this host and tenantnet did not make it%s; choose another bridge name, or set \"adoptBridge\": true to put the tenant on this bridge", s.Name, describe(h, link))
+}
+
+// Ours reports whether an existing bridge is one tenantnet created for this
+// state dir: it carries the tenant mark (which only a bridge tenantnet
+// created has from its first moment, or one it adopted after recording
+// that, and gives back before that record goes) and this state dir's alias.
+// Such a bridge that no record claims is a leftover of this state dir.
+func Ours(link netlink.Link, alias string) bool {
+	_, isBridge := link.(*netlink.Bridge)
+	return isBridge && tenant.Marked(link.Attrs().Group) && link.Attrs().Alias == alias
 }
 
 // describe names an existing bridge's ports and addresses, for a refusal.
@@ -168,65 +184,66 @@ func CheckTrunk(links []netlink.Link, trunk, own string, flat bool) error {
 	return nil
 }
 
-// Previous is what Ensure changed on a bridge it did not create, so that
+// Previous is what tenantnet changes on a bridge it did not create, so that
 // teardown gives it back.
 type Previous struct {
 	Group *uint32
 	Alias *string
 }
 
-// Ensure creates the bridge unless it exists and sets it up. An existing
-// bridge (see Preflight) is reused as it is but for its MTU, group and
-// alias; prev says what they were where Ensure changed them.
-func Ensure(h netlinksafe.Handle, s Spec) (br netlink.Link, created bool, prev Previous, err error) {
-	exists, err := Preflight(h, s)
-	if err != nil {
-		return nil, false, prev, err
-	}
-	if !exists {
-		if err := create(h, s); err != nil {
-			if !errors.Is(err, unix.EEXIST) {
-				return nil, false, prev, fmt.Errorf("create bridge %s: %w", s.Name, err)
-			}
-		} else {
-			created = true
-			if err := harden(s); err != nil {
-				return nil, created, prev, err
-			}
-		}
+// Ensure creates the bridge unless it exists and sets it up: MTU, group,
+// alias, hardened where s.Own, up. The caller has recorded beforehand what it is about to change
+// (a bridge it creates, or an adopted bridge's group and alias): Ensure
+// does not decide what teardown undoes. The bridge carries s.Group from the
+// message that creates it, so a bridge tenantnet created is tenantnet's
+// from its first moment, whenever the plugin is killed. The kernel takes no
+// alias in that message (rtnl_create_link applies IFLA_GROUP, not
+// IFLA_IFALIAS): the alias follows, and a later call sets it again if a kill
+// came in between.
+func Ensure(h netlinksafe.Handle, s Spec) (br netlink.Link, created bool, err error) {
+	if err := create(h, s); err == nil {
+		created = true
+		fault.Point("setup/bridge-created")
+	} else if !errors.Is(err, unix.EEXIST) {
+		return nil, false, fmt.Errorf("create bridge %s: %w", s.Name, err)
 	}
 	br, err = h.LinkByName(s.Name)
 	if err != nil {
-		return nil, created, prev, fmt.Errorf("look up bridge %s: %w", s.Name, err)
+		return nil, created, fmt.Errorf("look up bridge %s: %w", s.Name, err)
 	}
 	if s.MTU != 0 && br.Attrs().MTU != s.MTU {
 		if err := h.LinkSetMTU(br, s.MTU); err != nil {
-			return br, created, prev, fmt.Errorf("set mtu %d on bridge %s: %w", s.MTU, s.Name, err)
+			return br, created, fmt.Errorf("set mtu %d on bridge %s: %w", s.MTU, s.Name, err)
 		}
 	}
-	if g := br.Attrs().Group; g != s.Group {
+	if br.Attrs().Group != s.Group {
 		if err := h.LinkSetGroup(br, int(s.Group)); err != nil {
-			return br, created, prev, fmt.Errorf("set group of bridge %s: %w", s.Name, err)
+			return br, created, fmt.Errorf("set group of bridge %s: %w", s.Name, err)
 		}
-		prev.Group = &g
 	}
-	// The kernel takes no alias in the message that creates a link.
-	if a := br.Attrs().Alias; a != s.Alias {
+	if br.Attrs().Alias != s.Alias {
 		if err := h.LinkSetAlias(br, s.Alias); err != nil {
-			return br, created, prev, fmt.Errorf("set alias of bridge %s: %w", s.Name, err)
+			return br, created, fmt.Errorf("set alias of bridge %s: %w", s.Name, err)
 		}
-		prev.Alias = &a
+	}
+	if s.Own {
+		if err := harden(s); err != nil {
+			return br, created, err
+		}
 	}
 	if br.Attrs().Flags&net.FlagUp == 0 {
 		if err := h.LinkSetUp(br); err != nil {
-			return br, created, prev, fmt.Errorf("set bridge %s up: %w", s.Name, err)
+			return br, created, fmt.Errorf("set bridge %s up: %w", s.Name, err)
 		}
 	}
-	return br, created, prev, nil
+	return br, created, nil
 }
 
 // harden sets what the host learns from, and shows to, a bridge tenantnet
-// created (before it is up): tenants are not trusted.
+// created (before it is up): tenants are not trusted. Ensure sets it on
+// every set-up of a bridge tenantnet created (s.Own), not only right after
+// creating it: a plugin killed in between must not leave a bridge without
+// it, and the next call finds the bridge still down.
 //   - arp_ignore=1: answer ARP only for the bridge's own addresses; by
 //     default Linux answers for every local address on every link, which
 //     tells a tenant about the host's other tenants and lets a switched-only
@@ -331,28 +348,39 @@ func CheckPort(h netlinksafe.Handle, port, bridge string) error {
 	return nil
 }
 
-// AddAddrs puts addrs on the bridge and returns those it added (an address
-// already there belongs to whoever put it there and is left at teardown).
-// nodad: IPv6 addresses skip duplicate address detection, for a gateway
-// address every host of the tenant carries (fenced at the uplink): DAD has
-// nothing to find and would hold the address tentative for a second.
-func AddAddrs(h netlinksafe.Handle, br netlink.Link, addrs []netip.Prefix, nodad bool) (added []netip.Prefix, err error) {
+// Missing returns the addrs an existing bridge does not hold: those
+// tenantnet is about to add, to be recorded first (an address already there
+// belongs to whoever put it there and is left at teardown).
+func Missing(h netlinksafe.Handle, br netlink.Link, addrs []netip.Prefix) ([]netip.Prefix, error) {
+	have, err := netlinkx.AddrList(h, br, netlink.FAMILY_ALL)
+	if err != nil {
+		return nil, fmt.Errorf("list addresses of %s: %w", br.Attrs().Name, err)
+	}
+	var out []netip.Prefix
+	for _, a := range addrs {
+		if !slices.ContainsFunc(have, func(x netlink.Addr) bool { p, ok := ipx.Prefix(*x.IPNet); return ok && p == a }) {
+			out = append(out, a)
+		}
+	}
+	return out, nil
+}
+
+// AddAddrs puts addrs on the bridge; one already there is fine. nodad: IPv6
+// addresses skip duplicate address detection, for a gateway address every
+// host of the tenant carries (fenced at the uplink): DAD has nothing to find
+// and would hold the address tentative for a second.
+func AddAddrs(h netlinksafe.Handle, br netlink.Link, addrs []netip.Prefix, nodad bool) error {
 	for _, a := range addrs {
 		ipn := ipx.IPNet(a)
 		addr := &netlink.Addr{IPNet: &ipn}
 		if nodad && !a.Addr().Is4() {
 			addr.Flags = unix.IFA_F_NODAD
 		}
-		err := h.AddrAdd(br, addr)
-		switch {
-		case err == nil:
-			added = append(added, a)
-		case errors.Is(err, unix.EEXIST):
-		default:
-			return added, fmt.Errorf("add gateway %s to bridge %s: %w", a, br.Attrs().Name, err)
+		if err := h.AddrAdd(br, addr); err != nil && !errors.Is(err, unix.EEXIST) {
+			return fmt.Errorf("add gateway %s to bridge %s: %w", a, br.Attrs().Name, err)
 		}
 	}
-	return added, nil
+	return nil
 }
 
 // DelAddrs removes addrs from the bridge; an address already gone is fine.
@@ -413,19 +441,30 @@ func RoutesGateways(h netlinksafe.Handle, br netlink.Link, gws []netip.Prefix) b
 	return true
 }
 
-// Remove deletes the bridge; gone already is fine.
+// Remove deletes a bridge tenantnet created; gone already is fine. A link of
+// that name without tenantnet's mark is not the one tenantnet recorded
+// (a kill came before the bridge was created, and someone else made one
+// since): it stays.
 func Remove(h netlinksafe.Handle, name string) error {
-	return netlinkx.DeleteIf(h, name, func(l netlink.Link) bool { _, ok := l.(*netlink.Bridge); return ok })
+	return netlinkx.DeleteIf(h, name, func(l netlink.Link) bool {
+		_, ok := l.(*netlink.Bridge)
+		return ok && tenant.Marked(l.Attrs().Group)
+	})
 }
 
-// Release takes port out of its bridge (flat mode teardown gives the trunk back).
-func Release(h netlinksafe.Handle, port string) error {
+// Release takes port out of bridge (flat mode teardown gives the trunk
+// back); a port of another master, or of none, is left as it is.
+func Release(h netlinksafe.Handle, port, bridge string) error {
 	link, err := netlinkx.Lookup(h, port)
 	if err != nil || link == nil || link.Attrs().MasterIndex == 0 {
 		return err
 	}
+	br, err := netlinkx.Lookup(h, bridge)
+	if err != nil || br == nil || br.Attrs().Index != link.Attrs().MasterIndex {
+		return err
+	}
 	if err := h.LinkSetNoMaster(link); err != nil {
-		return fmt.Errorf("release %s from its bridge: %w", port, err)
+		return fmt.Errorf("release %s from bridge %s: %w", port, bridge, err)
 	}
 	return nil
 }
@@ -485,16 +524,41 @@ func Neighbour(h netlinksafe.Handle, br netlink.Link, addr netip.Addr, mac net.H
 	return nil
 }
 
-// Forget removes the bridge's neighbour entries for addrs; entries or a
-// bridge already gone are fine.
-func Forget(h netlinksafe.Handle, bridge string, addrs []netip.Addr) error {
+// Forget removes the bridge's neighbour entries for addrs that a port with
+// MAC mac left; entries or a bridge already gone are fine. A permanent entry
+// with another MAC is left: it pins the address for a container that got
+// it since (a DEL retried after its addresses were released).
+func Forget(h netlinksafe.Handle, bridge string, addrs []netip.Addr, mac net.HardwareAddr) error {
 	br, err := netlinkx.Lookup(h, bridge)
-	if err != nil || br == nil {
+	if err != nil || br == nil || len(addrs) == 0 {
 		return err
 	}
-	for _, a := range addrs {
-		n := &netlink.Neigh{LinkIndex: br.Attrs().Index, Family: family(a), IP: a.AsSlice()}
-		if err := h.NeighDel(n); err != nil && !errors.Is(err, unix.ENOENT) {
+	idx := br.Attrs().Index
+	var have []netlink.Neigh
+	for _, fam := range []int{netlink.FAMILY_V4, netlink.FAMILY_V6} {
+		if !slices.ContainsFunc(addrs, func(a netip.Addr) bool { return family(a) == fam }) {
+			continue
+		}
+		var ns []netlink.Neigh
+		for range 3 { // a dump a concurrent change interrupted is retried
+			if ns, err = h.NeighList(idx, fam); !errors.Is(err, netlink.ErrDumpInterrupted) {
+				break
+			}
+		}
+		if err != nil {
+			return fmt.Errorf("list neighbours of %s: %w", bridge, err)
+		}
+		have = append(have, ns...)
+	}
+	for _, n := range have {
+		a, ok := netip.AddrFromSlice(n.IP)
+		if !ok || !slices.Contains(addrs, a.Unmap()) {
+			continue
+		}
+		if n.State&netlink.NUD_PERMANENT != 0 && n.HardwareAddr.String() != mac.String() {
+			continue
+		}
+		if err := h.NeighDel(&n); err != nil && !errors.Is(err, unix.ENOENT) {
 			return fmt.Errorf("forget neighbour %s on %s: %w", a, bridge, err)
 		}
 	}

@@ -28,6 +28,7 @@
 package bridgefilter
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"net"
@@ -337,4 +338,64 @@ func hasElems(c *nftables.Conn, s *nftables.Set, keys [][]byte) (bool, error) {
 		}
 	}
 	return true, nil
+}
+
+// Prune removes the elements no record explains: those of ports and of
+// fenced uplinks whose names explained (called after the elements are
+// read, so that an element an ADD adds after writing its record is
+// explained) does not return. It returns what it removed, "port <name>" or
+// "uplink <name>"; dryRun removes nothing. A missing table has nothing to
+// prune.
+func (f *Filter) Prune(explained func() (ports, uplinks map[string]bool, err error), dryRun bool) ([]string, error) {
+	c, err := f.c()
+	if err != nil {
+		return nil, nil // no nf_tables: no table
+	}
+	if ok, err := f.Exists(); err != nil || !ok {
+		return nil, err
+	}
+	byName := map[*nftables.Set][]nftables.SetElement{}
+	for _, s := range []*nftables.Set{setMAC, setIP4, setIP6, setFenced, setFence4, setFence6} {
+		elems, err := c.GetSetElements(s)
+		if err != nil {
+			return nil, fmt.Errorf("read set %s of table bridge %s: %w", s.Name, TableName, err)
+		}
+		byName[s] = elems
+	}
+	ports, uplinks, err := explained()
+	if err != nil {
+		return nil, err
+	}
+	var removed []string
+	seen := map[string]bool{}
+	for s, elems := range byName {
+		kind, known := "port", ports
+		if s == setFenced || s == setFence4 || s == setFence6 {
+			kind, known = "uplink", uplinks
+		}
+		var stray []nftables.SetElement
+		for _, e := range elems {
+			name := string(bytes.TrimRight(e.Key[:min(16, len(e.Key))], "\x00"))
+			if known[name] {
+				continue
+			}
+			stray = append(stray, e)
+			if owner := kind + " " + name; !seen[owner] {
+				seen[owner] = true
+				removed = append(removed, owner)
+			}
+		}
+		if len(stray) > 0 && !dryRun {
+			if err := c.SetDeleteElements(s, stray); err != nil {
+				return nil, err
+			}
+		}
+	}
+	if len(removed) > 0 && !dryRun {
+		if err := c.Flush(); err != nil {
+			return nil, fmt.Errorf("remove elements no record explains from table bridge %s: %w", TableName, err)
+		}
+	}
+	slices.Sort(removed)
+	return removed, nil
 }

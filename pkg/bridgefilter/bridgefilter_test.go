@@ -173,3 +173,49 @@ func TestForceElements(t *testing.T) {
 		t.Fatalf("teardown left:\n%s", harness.Diff(before, after))
 	}
 }
+
+// Prune removes every element of the ports and uplinks not explained (in
+// every set, interval elements included) and nothing else; a dry run
+// removes nothing; a missing table has nothing to prune.
+func TestPrune(t *testing.T) {
+	n := harness.NewNS(t, "bfprune")
+	before := n.Snapshot(t)
+	p2 := Port{Name: "tn0000000000002", MAC: "02:00:00:00:00:02", Addrs: []netip.Addr{netip.MustParseAddr("10.1.3.7")}}
+	explained := func() (map[string]bool, map[string]bool, error) {
+		return map[string]bool{p2.Name: true}, map[string]bool{flat.Uplink: true}, nil
+	}
+	var f *Filter
+	n.Do(t, func() error { f = New(); return f.Ready() })
+	n.Do(t, func() error {
+		if got, err := f.Prune(explained, false); got != nil || err != nil {
+			t.Errorf("Prune without a table: %v, %v", got, err)
+		}
+		return nil
+	})
+	n.Do(t, func() error { return f.Sync([]Tenant{blue, flat}, nil, []Port{p1, p2}) })
+	full := n.Sh(t, "nft", "list", "table", "bridge", TableName)
+	want := []string{"port " + p1.Name, "uplink " + blue.Uplink}
+	for _, dry := range []bool{true, false} {
+		n.Do(t, func() error {
+			got, err := f.Prune(explained, dry)
+			if err != nil || strings.Join(got, ",") != strings.Join(want, ",") {
+				t.Errorf("Prune(dry run %v) = %v, %v; want %v", dry, got, err, want)
+			}
+			return nil
+		})
+		if out := n.Sh(t, "nft", "list", "table", "bridge", TableName); dry && out != full {
+			t.Fatalf("a dry run changed the table:\n%s", harness.Diff(full, out))
+		}
+	}
+	out := n.Sh(t, "nft", "list", "table", "bridge", TableName)
+	harness.MustContain(t, out, `"tn0000000000002" . 02:00:00:00:00:02 . 10.1.3.7`, `"tn0000000000002" . 02:00:00:00:00:02`, `"eth9" . 10.1.3.1`)
+	for _, gone := range []string{p1.Name, `"vlan1"`} {
+		if strings.Contains(out, gone) {
+			t.Fatalf("%s left after Prune:\n%s", gone, out)
+		}
+	}
+	n.Do(t, func() error { return f.Sync(nil, nil, nil) })
+	if after := n.Snapshot(t); after != before {
+		t.Fatalf("left:\n%s", harness.Diff(before, after))
+	}
+}

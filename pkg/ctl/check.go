@@ -12,6 +12,7 @@ import (
 
 	"github.com/tenantnet/tenantnet/pkg/ipalloc"
 	"github.com/tenantnet/tenantnet/pkg/ipamconf"
+	"github.com/tenantnet/tenantnet/pkg/state"
 	"github.com/tenantnet/tenantnet/plugins/tenantnet"
 )
 
@@ -92,6 +93,10 @@ func runCheck(e *env, args []string) result {
 			if err := tenantnet.Repair(n.Conf); err != nil {
 				ps = append(ps, Problem{Network: n.Name, Bridge: n.Bridge, Part: "repair", Problem: fmt.Sprintf("repair: %v", err), Fix: "the problems above say what else to do"})
 			} else {
+				// The repair rewrote the record (a pending tenant is complete now).
+				if rec, err := (state.Dir{Root: n.StateDir}).ReadTenant(n.Bridge); err == nil && rec != nil {
+					n.Record = rec
+				}
 				cv, ps = checkNetwork(k, n)
 				cv.Repaired = true
 			}
@@ -107,7 +112,7 @@ func runCheck(e *env, args []string) result {
 func repairable(ps []Problem) bool {
 	return slices.ContainsFunc(ps, func(p Problem) bool {
 		switch p.Part {
-		case tenantnet.PartVLAN, tenantnet.PartBridge, tenantnet.PartUplink, tenantnet.PartGateway, tenantnet.PartFirewall, tenantnet.PartPorts, tenantnet.PartNames:
+		case tenantnet.PartSetup, tenantnet.PartVLAN, tenantnet.PartBridge, tenantnet.PartUplink, tenantnet.PartGateway, tenantnet.PartFirewall, tenantnet.PartPorts, tenantnet.PartNames:
 			return true
 		}
 		return false
@@ -178,6 +183,8 @@ func fixFor(n *network, part string) string {
 		return "re-add the tenant's containers (DEL and ADD, e.g. restart them) to apply the new config, or restore the config they were added with"
 	case tenantnet.PartVLAN, tenantnet.PartBridge, tenantnet.PartUplink, tenantnet.PartGateway, tenantnet.PartFirewall:
 		return "tenantctl check --repair rebuilds the tenant as an ADD that finds it broken does (links, addresses, rules)"
+	case tenantnet.PartSetup:
+		return "tenantctl check --repair finishes the set-up as the network's next ADD would; tenantctl gc takes down a tenant with no container left"
 	case tenantnet.PartPorts:
 		return "tenantctl check --repair rebuilds the tenant's port security from its records (every container's elements, every port in its netdev group)"
 	case tenantnet.PartVeth, tenantnet.PartContainer:

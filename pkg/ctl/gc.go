@@ -4,6 +4,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"slices"
 
 	"github.com/containernetworking/plugins/pkg/netlinksafe"
 	"golang.org/x/sys/unix"
@@ -18,14 +19,18 @@ import (
 var cmdGC = &command{
 	name:     "gc",
 	operands: "[--dry-run]",
-	summary:  "collect the containers whose netns is gone, and empty tenants",
+	summary:  "collect the containers whose netns is gone, empty tenants, and what no record explains",
 	help: `Collects what a runtime that died between ADD and DEL left behind: every
 attachment whose netns is gone (its file removed, or no namespace any more)
 and whose host veth went with it. As a DEL would, it releases its addresses,
 removes its name record and its record, and tears down a tenant with no
-container left (its rules, bridge, VLAN link, addresses). The plugin's CNI GC
-runs the same code. A netns that exists, or whose veth is still there, is
-never touched.
+container left (its rules, bridge, VLAN link, addresses). Then, per state
+dir, what a killed plugin made and no record explains (links with
+tenantnet's marks: bridges, VLAN links, host veths; name records of gone
+tenants), and each firewall backend's rules made the records'. The
+plugin's CNI GC runs the same code. A netns that exists, or whose veth is
+still there, is never touched, nor a bridge with a port tenantnet did not
+make.
 
   --dry-run  say what would be collected (exit status 1 when anything would
              be), change nothing
@@ -41,7 +46,7 @@ Example:
 type collectedView struct {
 	Network     string `json:"network"`
 	Bridge      string `json:"bridge"`
-	Kind        string `json:"kind"` // attachment or tenant
+	Kind        string `json:"kind"` // attachment, tenant, link or names
 	ContainerID string `json:"containerID,omitempty"`
 	IfName      string `json:"ifname,omitempty"`
 	Reason      string `json:"reason"`
@@ -107,7 +112,45 @@ func runGC(e *env, _ []string) result {
 				Fix: "the runtime's CNI GC releases them (tenantctl releases tenantnet-ipam's only)"})
 		}
 	}
+	for _, d := range inv.StateDirs {
+		r.sweep(d, e.opts.dryRun)
+	}
 	return r
+}
+
+// sweep adds what tenantnet.Sweep of state dir d removed (or would).
+func (r *gcResult) sweep(d string, dryRun bool) {
+	sw, err := tenantnet.Sweep(d, dryRun)
+	if err != nil {
+		r.add(Problem{Part: "gc", Problem: fmt.Sprintf("state dir %s: %v", d, err), Fix: "tenantctl gc again once the cause is fixed"})
+	}
+	if sw == nil {
+		return
+	}
+	var got []collectedView
+	for _, b := range sw.Tenants {
+		if !slices.ContainsFunc(r.Collected, func(c collectedView) bool { return c.Kind == tenantnet.CollectedTenant && c.Bridge == b }) {
+			got = append(got, collectedView{Bridge: b, Kind: tenantnet.CollectedTenant, Reason: "no container left"})
+		}
+	}
+	for _, l := range sw.Links {
+		got = append(got, collectedView{Kind: "link", Reason: l + ", state dir " + d})
+	}
+	for _, b := range sw.Names {
+		got = append(got, collectedView{Bridge: b, Kind: "names", Reason: "the tenant is gone"})
+	}
+	for _, e := range sw.Elements {
+		got = append(got, collectedView{Kind: "elements", Reason: e + " (table bridge tenantnet), state dir " + d})
+	}
+	for _, c := range got {
+		r.Collected = append(r.Collected, c)
+		if dryRun {
+			r.add(Problem{Bridge: c.Bridge, Part: "gc", Problem: fmt.Sprintf("%s to collect: %s", c.Kind, c.Reason), Fix: "tenantctl gc collects it"})
+		}
+	}
+	for _, l := range sw.Left {
+		r.add(Problem{Part: "gc", Problem: l + " (state dir " + d + ")", Fix: "find whose it is; remove it by hand if it is nobody's"})
+	}
 }
 
 func (r *gcResult) table(w io.Writer) {

@@ -42,7 +42,26 @@ func WriteAtomic(path string, data []byte) error {
 	if err != nil {
 		return err
 	}
-	_, err = f.Write(data)
+	return replace(f, path, data)
+}
+
+// WriteOwned is WriteAtomic for a file with one writer at a time (a record
+// written under its lock, or by the one call that owns it): its temporary
+// file is path+".tmp", so a writer killed half-way leaves a name that the
+// next writer truncates and RemoveOwned removes, where WriteAtomic's random
+// names would stay behind.
+func WriteOwned(path string, data []byte) error {
+	f, err := os.OpenFile(path+".tmp", os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	if err != nil {
+		return err
+	}
+	return replace(f, path, data)
+}
+
+// replace writes data to the new temporary file f, syncs it, renames it to
+// path and syncs the directory.
+func replace(f *os.File, path string, data []byte) error {
+	_, err := f.Write(data)
 	if err == nil {
 		err = f.Sync()
 	}
@@ -62,6 +81,12 @@ func WriteAtomic(path string, data []byte) error {
 	}
 	defer dir.Close()
 	return dir.Sync()
+}
+
+// RemoveOwned deletes a file WriteOwned writes, and what a writer killed
+// half-way left of it; gone already is fine.
+func RemoveOwned(path string) error {
+	return errors.Join(Remove(path+".tmp"), Remove(path))
 }
 
 // ErrCorrupt is a file that exists but cannot be parsed (cut short by a

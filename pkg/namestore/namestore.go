@@ -20,6 +20,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"github.com/tenantnet/tenantnet/pkg/fsx"
@@ -118,22 +119,59 @@ func (s Store) HasTenants() (bool, error) {
 	return false, err
 }
 
-// RemoveTenant forgets a tenant and all its records. Gone already is fine.
+// RemoveTenant forgets a tenant and all its records, and what writers
+// killed half-way left of its file. Gone already is fine.
 func (s Store) RemoveTenant(bridge string) error {
 	if err := fsx.Remove(s.tenantPath(bridge)); err != nil {
 		return err
 	}
+	left, _ := filepath.Glob(s.tenantPath(bridge) + ".*.tmp")
+	for _, p := range left {
+		if err := fsx.Remove(p); err != nil {
+			return err
+		}
+	}
 	return os.RemoveAll(s.tenantRecords(bridge))
 }
 
-// WriteRecord publishes an attachment's names and addresses.
+// Bridges lists the tenants the store holds anything of.
+func (s Store) Bridges() ([]string, error) {
+	tenants, err := fsx.Names(s.tenantsDir())
+	if err != nil {
+		return nil, err
+	}
+	dirs, err := fsx.Names(s.recordsDir())
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, n := range tenants {
+		if br, ok := strings.CutSuffix(n, ".json"); ok {
+			out = append(out, br)
+		}
+	}
+	for _, d := range dirs {
+		if !slices.Contains(out, d) {
+			out = append(out, d)
+		}
+	}
+	return out, nil
+}
+
+// WriteRecord publishes an attachment's names and addresses. A record has
+// one writer at a time (the ADD of that attachment), so its temporary file
+// has a fixed name, which RemoveRecord takes along.
 func (s Store) WriteRecord(bridge, id string, r names.Record) error {
-	err := writeJSON(s.recordPath(bridge, id), r)
+	b, err := json.Marshal(r)
+	if err != nil {
+		return err
+	}
+	err = fsx.WriteOwned(s.recordPath(bridge, id), b)
 	if errors.Is(err, fs.ErrNotExist) {
 		if err := os.MkdirAll(s.tenantRecords(bridge), 0o700); err != nil {
 			return err
 		}
-		err = writeJSON(s.recordPath(bridge, id), r)
+		err = fsx.WriteOwned(s.recordPath(bridge, id), b)
 	}
 	return err
 }
@@ -150,6 +188,9 @@ func (s Store) Record(bridge, id string) (*names.Record, error) {
 
 // RemoveRecord removes an attachment's record and reports whether there was one.
 func (s Store) RemoveRecord(bridge, id string) (bool, error) {
+	if err := fsx.Remove(s.recordPath(bridge, id) + ".tmp"); err != nil {
+		return false, err
+	}
 	err := os.Remove(s.recordPath(bridge, id))
 	if errors.Is(err, fs.ErrNotExist) {
 		return false, nil

@@ -21,6 +21,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -34,9 +35,13 @@ import (
 // Dir is a state directory.
 type Dir struct{ Root string }
 
-// Host is the host-wide record.
+// Host is the host-wide record, written before the firewall is changed.
 type Host struct {
 	Backend string `json:"backend"`
+	// Previous is a backend whose rules may still be on the host: the host's
+	// only tenant moved to Backend, and removing the old rules had not been
+	// confirmed yet.
+	Previous string `json:"previous,omitempty"`
 }
 
 // Links is how a tenant is wired on this host.
@@ -68,7 +73,13 @@ func (l Links) Uplink() string {
 }
 
 // Undo is what this tenant changed on the host, so teardown gives back
-// exactly what was there before.
+// exactly what was there before. Each field is written ahead: recorded (and
+// synced) before the change it names is made, so a plugin killed at any
+// moment leaves a record that covers everything it did. A change recorded
+// but never made is undone harmlessly: every undo step finds what is
+// already gone and leaves it, and removes links only when they carry
+// tenantnet's netdev group, which the kernel gives them in the message
+// that creates them.
 type Undo struct {
 	CreatedVLAN    bool           `json:"createdVlan,omitempty"`
 	CreatedBridge  bool           `json:"createdBridge,omitempty"`
@@ -87,6 +98,10 @@ type Tenant struct {
 	Spec    tenant.Spec `json:"spec"`
 	Links   Links       `json:"links"`
 	Undo    Undo        `json:"undo"`
+	// Pending: the tenant is being set up or torn down, and Undo may name
+	// changes not made yet. ADD's fast path never trusts a pending tenant
+	// (the next ADD finishes the set-up), and teardown works from Undo.
+	Pending bool `json:"pending,omitempty"`
 }
 
 // Attachment is one container interface on a tenant bridge.
@@ -157,7 +172,7 @@ func (d Dir) ReadHost() (Host, error) {
 func (d Dir) WriteHost(h Host) error { return writeJSON(filepath.Join(d.Root, "host.json"), h) }
 
 // RemoveHost removes the host record (no tenants left).
-func (d Dir) RemoveHost() error { return fsx.Remove(filepath.Join(d.Root, "host.json")) }
+func (d Dir) RemoveHost() error { return fsx.RemoveOwned(filepath.Join(d.Root, "host.json")) }
 
 // ReadTenant returns the tenant on bridge, or nil.
 func (d Dir) ReadTenant(bridge string) (*Tenant, error) {
@@ -173,7 +188,7 @@ func (d Dir) ReadTenant(bridge string) (*Tenant, error) {
 func (d Dir) WriteTenant(t *Tenant) error { return writeJSON(d.tenantPath(t.Spec.Bridge), t) }
 
 // RemoveTenant removes a tenant record.
-func (d Dir) RemoveTenant(bridge string) error { return fsx.Remove(d.tenantPath(bridge)) }
+func (d Dir) RemoveTenant(bridge string) error { return fsx.RemoveOwned(d.tenantPath(bridge)) }
 
 // ForgetTenant removes what the state dir keeps of a tenant that is gone, or
 // never came: its attachment directory and its lock file. tl is the tenant's
@@ -182,6 +197,11 @@ func (d Dir) RemoveTenant(bridge string) error { return fsx.Remove(d.tenantPath(
 // waiting on the lock file starts over on a new one (package flock).
 func (d Dir) ForgetTenant(bridge string, tl *flock.Lock) error {
 	if err := os.RemoveAll(d.attachDir(bridge)); err != nil {
+		return err
+	}
+	// What a writer killed before its first record of the tenant was
+	// renamed into place left.
+	if err := fsx.RemoveOwned(d.tenantPath(bridge)); err != nil {
 		return err
 	}
 	return tl.Remove()
@@ -232,6 +252,36 @@ func (d Dir) Tenants() ([]*Tenant, error) {
 	return out, nil
 }
 
+// Bridges lists the tenants the state dir holds anything of: a record, a
+// lock file or an attachment directory.
+func (d Dir) Bridges() ([]string, error) {
+	tenants, err := fsx.Names(filepath.Join(d.Root, "tenants"))
+	if err != nil {
+		return nil, err
+	}
+	dirs, err := fsx.Names(filepath.Join(d.Root, "attachments"))
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	add := func(b string) {
+		if !slices.Contains(out, b) {
+			out = append(out, b)
+		}
+	}
+	for _, n := range tenants {
+		for _, suffix := range []string{".json", ".lock"} {
+			if b, ok := strings.CutSuffix(n, suffix); ok {
+				add(b)
+			}
+		}
+	}
+	for _, b := range dirs {
+		add(b)
+	}
+	return out, nil
+}
+
 // SetAside moves a tenant record that cannot be parsed out of the way, as
 // <bridge>.json.corrupt, and returns its new path.
 func (d Dir) SetAside(bridge string) (string, error) {
@@ -264,7 +314,7 @@ func (d Dir) ReadAttachment(bridge, cid, ifName string) (*Attachment, error) {
 
 // RemoveAttachment removes an attachment record; gone already is fine.
 func (d Dir) RemoveAttachment(bridge, cid, ifName string) error {
-	return fsx.Remove(d.attachPath(bridge, cid, ifName))
+	return fsx.RemoveOwned(d.attachPath(bridge, cid, ifName))
 }
 
 // HasAttachments reports whether any container is attached to bridge. It
@@ -313,12 +363,15 @@ func (d Dir) Attachments(bridge string) ([]*Attachment, error) {
 	return out, nil
 }
 
-// writeJSON replaces path atomically and durably (fsx.WriteAtomic): readers
-// see the old or the new record, also after a power loss.
+// writeJSON replaces path atomically and durably: readers see the old or
+// the new record, also after a power loss. Every record has one writer at a
+// time (the host and tenant records are written under the host lock, an
+// attachment's by the runtime's one call for that container), so its
+// temporary file has a fixed name its remover takes along (fsx.WriteOwned).
 func writeJSON(path string, v any) error {
 	b, err := json.MarshalIndent(v, "", "  ")
 	if err != nil {
 		return err
 	}
-	return fsx.WriteAtomic(path, b)
+	return fsx.WriteOwned(path, b)
 }

@@ -146,6 +146,13 @@ const (
 	GroupHostOnly   uint32 = 1 << 4
 )
 
+// LinkGroup is the netdev group of the other links tenantnet creates on the
+// host (VLAN links), set in the message that creates them, so a link
+// tenantnet made is known as such whenever the plugin was killed. Its upper
+// half is not GroupMark: no rule that matches tenant bridges by group
+// matches it.
+const LinkGroup uint32 = 0x746c6e6b // "tlnk"
+
 // DropActions in the order of their group encoding.
 var DropActions = []string{"drop", "reject", "log"}
 

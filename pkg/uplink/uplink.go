@@ -13,6 +13,7 @@ import (
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 
+	"github.com/tenantnet/tenantnet/pkg/fault"
 	"github.com/tenantnet/tenantnet/pkg/ipx"
 	"github.com/tenantnet/tenantnet/pkg/netlinkx"
 )
@@ -39,82 +40,124 @@ type Route struct {
 	Type     int          `json:"type,omitempty"`
 }
 
-// Moved is what Move took from the NIC, so Restore gives back exactly that.
+// Moved is what Move gives the bridge (Plan), so Restore gives back exactly that.
 type Moved struct {
 	Addrs  []Addr  `json:"addrs,omitempty"`
 	Routes []Route `json:"routes,omitempty"`
 }
 
-// Move gives from's global addresses and its routes to to. Kernel-made
-// routes (prefix, local, router advertisements) are left to the kernel.
-func Move(h netlinksafe.Handle, from, to netlink.Link) (Moved, error) {
+// Plan is what Move gives the bridge: nic's global addresses and its
+// static routes. Kernel-made routes (prefix, local, router advertisements)
+// are left to the kernel. It changes nothing, so the caller records it
+// before the first change.
+func Plan(h netlinksafe.Handle, nic netlink.Link) (Moved, error) {
 	var m Moved
-	routes, err := routesOf(h, from)
+	routes, err := routesOf(h, nic)
 	if err != nil {
 		return m, err
 	}
-	addrs, err := netlinkx.AddrList(h, from, netlink.FAMILY_ALL)
+	addrs, err := netlinkx.AddrList(h, nic, netlink.FAMILY_ALL)
 	if err != nil {
-		return m, fmt.Errorf("list addresses of %s: %w", from.Attrs().Name, err)
+		return m, fmt.Errorf("list addresses of %s: %w", nic.Attrs().Name, err)
 	}
 	for _, r := range routes {
-		if err := h.RouteDel(&r); err != nil && !errors.Is(err, unix.ESRCH) {
-			return m, fmt.Errorf("remove route %s from %s: %w", r, from.Attrs().Name, err)
-		}
 		m.Routes = append(m.Routes, toRoute(r))
 	}
 	for _, a := range addrs {
-		if !movable(a) {
-			continue
-		}
-		p, _ := ipx.Prefix(*a.IPNet)
-		rec := Addr{Prefix: p, Flags: a.Flags &^ unix.IFA_F_SECONDARY, Scope: a.Scope, ValidLft: a.ValidLft, PreferedLft: a.PreferedLft}
-		if err := h.AddrDel(from, &netlink.Addr{IPNet: a.IPNet}); err != nil {
-			return m, fmt.Errorf("remove %s from %s: %w", p, from.Attrs().Name, err)
-		}
-		m.Addrs = append(m.Addrs, rec)
-		if err := addAddr(h, to, rec); err != nil {
-			return m, err
-		}
-	}
-	for _, r := range m.Routes {
-		if err := addRoute(h, to, r); err != nil {
-			return m, err
+		if movable(a) {
+			p, _ := ipx.Prefix(*a.IPNet)
+			m.Addrs = append(m.Addrs, Addr{Prefix: p, Flags: a.Flags &^ unix.IFA_F_SECONDARY, Scope: a.Scope, ValidLft: a.ValidLft, PreferedLft: a.PreferedLft})
 		}
 	}
 	return m, nil
 }
 
-// Restore moves what Move recorded from the bridge back to the NIC. from is
-// nil when the bridge is gone already (and what it held went with it): the
-// NIC still gets everything back.
-func Restore(h netlinksafe.Handle, from, to netlink.Link, m Moved) error {
-	var errs []error
-	if from != nil {
-		for _, r := range m.Routes {
-			nr := fromRoute(r, from)
-			if err := h.RouteDel(&nr); err != nil && !errors.Is(err, unix.ESRCH) {
-				errs = append(errs, fmt.Errorf("remove route %v from %s: %w", r.Dst, from.Attrs().Name, err))
-			}
-		}
-		for _, a := range m.Addrs {
-			ipn := ipx.IPNet(a.Prefix)
-			if err := h.AddrDel(from, &netlink.Addr{IPNet: &ipn}); err != nil && !errors.Is(err, unix.EADDRNOTAVAIL) {
-				errs = append(errs, fmt.Errorf("remove %s from %s: %w", a.Prefix, from.Attrs().Name, err))
-			}
+// Move gives the bridge br what m (Plan) took from nic, and enslaves nic on
+// the way, in an order that never leaves the host without its addresses:
+// each goes on the bridge before it leaves the NIC. The bridge gets the
+// addresses; enslave makes nic its port; the NIC's copies go (with them the
+// kernel drops its IPv4 routes through the NIC; the rest go explicitly:
+// the bridge cannot get a route while the NIC holds the same one); the
+// routes go on the bridge. Every step takes what is already done as done,
+// so Move run again completes a Move that was interrupted.
+//
+// Between enslaving and removing the NIC's copies, the host answers on the
+// bridge while an on-link neighbour it has not resolved yet is looked for
+// through the NIC (its replies reach the bridge): one system call long,
+// unless the plugin is killed there; the next call then completes the move.
+func Move(h netlinksafe.Handle, nic, br netlink.Link, m Moved, enslave func() error) error {
+	for _, a := range m.Addrs {
+		if err := addAddr(h, br, a); err != nil {
+			return err
 		}
 	}
-	for _, a := range m.Addrs {
-		if err := addAddr(h, to, a); err != nil {
-			errs = append(errs, err)
+	fault.Point("flat/addresses-on-bridge")
+	if err := enslave(); err != nil {
+		return err
+	}
+	fault.Point("flat/enslaved")
+	if err := delAddrs(h, nic, m.Addrs); err != nil {
+		return err
+	}
+	fault.Point("flat/addresses-off-trunk")
+	if err := delRoutes(h, nic, m.Routes); err != nil {
+		return err
+	}
+	fault.Point("flat/routes-off-trunk")
+	for _, r := range m.Routes {
+		if err := addRoute(h, br, r); err != nil {
+			return err
 		}
+	}
+	return nil
+}
+
+// Restore gives nic back what Move gave the bridge, in the same order
+// reversed: the NIC gets each address before the bridge loses it. release
+// takes nic out of the bridge. br is nil when the bridge is gone already
+// (what it held went with it): the NIC still gets everything back. Like
+// Move, it completes a Restore that was interrupted, and finds nothing to
+// undo of steps a Move never made.
+func Restore(h netlinksafe.Handle, br, nic netlink.Link, m Moved, release func() error) error {
+	var errs []error
+	for _, a := range m.Addrs {
+		errs = append(errs, addAddr(h, nic, a))
+	}
+	fault.Point("flat/addresses-on-trunk")
+	if err := release(); err != nil {
+		return errors.Join(append(errs, err)...)
+	}
+	fault.Point("flat/released")
+	if br != nil {
+		errs = append(errs, delAddrs(h, br, m.Addrs))
+		fault.Point("flat/addresses-off-bridge")
+		errs = append(errs, delRoutes(h, br, m.Routes))
+		fault.Point("flat/routes-off-bridge")
 	}
 	for _, r := range m.Routes {
-		if err := addRoute(h, to, r); err != nil {
-			errs = append(errs, err)
-		}
+		errs = append(errs, addRoute(h, nic, r))
 	}
 	return errors.Join(errs...)
+}
+
+func delAddrs(h netlinksafe.Handle, l netlink.Link, addrs []Addr) error {
+	for _, a := range addrs {
+		ipn := ipx.IPNet(a.Prefix)
+		if err := h.AddrDel(l, &netlink.Addr{IPNet: &ipn}); err != nil && !errors.Is(err, unix.EADDRNOTAVAIL) && !errors.Is(err, unix.ENOENT) {
+			return fmt.Errorf("remove %s from %s: %w", a.Prefix, l.Attrs().Name, err)
+		}
+	}
+	return nil
+}
+
+func delRoutes(h netlinksafe.Handle, l netlink.Link, routes []Route) error {
+	for _, r := range routes {
+		nr := fromRoute(r, l)
+		if err := h.RouteDel(&nr); err != nil && !errors.Is(err, unix.ESRCH) {
+			return fmt.Errorf("remove route %v from %s: %w", r.Dst, l.Attrs().Name, err)
+		}
+	}
+	return nil
 }
 
 func routesOf(h netlinksafe.Handle, l netlink.Link) ([]netlink.Route, error) {

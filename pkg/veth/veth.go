@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"strings"
 
 	"github.com/containernetworking/plugins/pkg/netlinksafe"
 	"github.com/vishvananda/netlink"
@@ -25,6 +26,17 @@ import (
 func HostName(bridge, containerID, ifName string) string {
 	h := sha256.Sum256([]byte(bridge + "/" + containerID + "/" + ifName))
 	return "tn" + hex.EncodeToString(h[:])[:13]
+}
+
+// IsHostName reports whether name has the form HostName gives: tenantnet's
+// own host ends are named so, and nothing else on a host should be.
+func IsHostName(name string) bool {
+	hexd, ok := strings.CutPrefix(name, "tn")
+	if !ok || len(hexd) != 13 {
+		return false
+	}
+	_, err := hex.DecodeString(hexd + "0")
+	return err == nil && strings.ToLower(hexd) == hexd
 }
 
 // hostMAC is a stable, locally administered MAC for the host end. Setting it

@@ -49,3 +49,16 @@ func TestDeleteMissing(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// IsHostName knows tenantnet's host ends (what the sweep may remove) and
+// nothing else.
+func TestIsHostName(t *testing.T) {
+	if n := HostName("br101", cid, "eth0"); !IsHostName(n) {
+		t.Fatalf("%s not recognised", n)
+	}
+	for _, n := range []string{"eth0", "tn", "tn0123456789ab", "tn0123456789abcd", "tn0123456789ABC", "tn0123456789abg", "xx0123456789abc", "vethf00"} {
+		if IsHostName(n) {
+			t.Errorf("%s taken for a tenantnet host end", n)
+		}
+	}
+}

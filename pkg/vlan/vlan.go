@@ -13,7 +13,9 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/tenantnet/tenantnet/pkg/cnierr"
+	"github.com/tenantnet/tenantnet/pkg/fault"
 	"github.com/tenantnet/tenantnet/pkg/netlinkx"
+	"github.com/tenantnet/tenantnet/pkg/tenant"
 )
 
 // Spec is the VLAN link a tenant needs.
@@ -27,29 +29,34 @@ type Spec struct {
 
 // Preflight checks, without changing anything, that Ensure can succeed: the
 // parent exists and can carry the MTU, and a link called Name, if any, is the
-// very VLAN link asked for and carries none of the host's addresses.
-func Preflight(h netlinksafe.Handle, s Spec) (exists bool, err error) {
+// very VLAN link asked for and carries none of the host's addresses. It
+// returns that link, nil when there is none.
+func Preflight(h netlinksafe.Handle, s Spec) (netlink.Link, error) {
 	parent, err := h.LinkByName(s.Parent)
 	if err != nil {
 		if netlinkx.NotFound(err) {
-			return false, cnierr.Config("trunk", "link %q does not exist on this host; name the NIC that carries the tenant VLANs", s.Parent)
+			return nil, cnierr.Config("trunk", "link %q does not exist on this host; name the NIC that carries the tenant VLANs", s.Parent)
 		}
-		return false, fmt.Errorf("look up trunk %s: %w", s.Parent, err)
+		return nil, fmt.Errorf("look up trunk %s: %w", s.Parent, err)
 	}
 	if s.MTU > parent.Attrs().MTU {
-		return false, cnierr.Config("mtu", "%d is larger than the MTU %d of trunk %s; a VLAN link cannot exceed its parent", s.MTU, parent.Attrs().MTU, s.Parent)
+		return nil, cnierr.Config("mtu", "%d is larger than the MTU %d of trunk %s; a VLAN link cannot exceed its parent", s.MTU, parent.Attrs().MTU, s.Parent)
 	}
-	link, err := h.LinkByName(s.Name)
-	if err != nil {
-		if netlinkx.NotFound(err) {
-			return false, nil
-		}
-		return false, fmt.Errorf("look up %s: %w", s.Name, err)
+	link, err := netlinkx.Lookup(h, s.Name)
+	if err != nil || link == nil {
+		return nil, err
 	}
 	if err := Compare(link, parent, s); err != nil {
-		return true, err
+		return link, err
 	}
-	return true, hostAddrs(h, link, s)
+	return link, hostAddrs(h, link, s)
+}
+
+// Ours reports whether a VLAN link is one tenantnet created: the kernel
+// gave it tenant.LinkGroup in the message that created it.
+func Ours(link netlink.Link) bool {
+	_, ok := link.(*netlink.Vlan)
+	return ok && link.Attrs().Group == tenant.LinkGroup
 }
 
 // hostAddrs refuses a VLAN link with global addresses: it is the host's own
@@ -91,44 +98,53 @@ func Compare(link, parent netlink.Link, s Spec) error {
 	return nil
 }
 
-// Ensure creates the VLAN link unless it exists, and sets it up. created says
-// whether it made the link, so that teardown removes only what tenantnet made.
-func Ensure(h netlinksafe.Handle, s Spec) (created bool, err error) {
-	exists, err := Preflight(h, s)
+// Ensure creates the VLAN link unless it exists, and sets it up. A link it
+// creates carries tenant.LinkGroup from the creating message, so a plugin
+// killed right after still leaves a link that says whose it is; the caller
+// has recorded the creation beforehand. alias (the state dir's, see
+// tenant.Alias) goes on a link tenantnet created, in a message of its own.
+func Ensure(h netlinksafe.Handle, s Spec, alias string) error {
+	existing, err := Preflight(h, s)
 	if err != nil {
-		return false, err
+		return err
 	}
-	if !exists {
+	if existing == nil {
 		parent, err := h.LinkByName(s.Parent)
 		if err != nil {
-			return false, fmt.Errorf("look up trunk %s: %w", s.Parent, err)
+			return fmt.Errorf("look up trunk %s: %w", s.Parent, err)
 		}
 		attrs := netlink.NewLinkAttrs()
 		attrs.Name = s.Name
 		attrs.ParentIndex = parent.Attrs().Index
 		attrs.MTU = s.MTU
 		attrs.HardwareAddr = s.MAC
+		attrs.Group = tenant.LinkGroup
 		link := &netlink.Vlan{LinkAttrs: attrs, VlanId: s.ID, VlanProtocol: netlink.VLAN_PROTOCOL_8021Q}
 		if err := h.LinkAdd(link); err != nil {
-			return false, explainAddError(h, s, parent, err)
+			return explainAddError(h, s, parent, err)
 		}
-		created = true
+		fault.Point("setup/vlan-created")
 	}
 	link, err := h.LinkByName(s.Name)
 	if err != nil {
-		return created, fmt.Errorf("look up %s: %w", s.Name, err)
+		return fmt.Errorf("look up %s: %w", s.Name, err)
+	}
+	if Ours(link) && link.Attrs().Alias != alias {
+		if err := h.LinkSetAlias(link, alias); err != nil {
+			return fmt.Errorf("set alias of %s: %w", s.Name, err)
+		}
 	}
 	if s.MTU != 0 && link.Attrs().MTU != s.MTU {
 		if err := h.LinkSetMTU(link, s.MTU); err != nil {
-			return created, fmt.Errorf("set mtu %d on %s: %w", s.MTU, s.Name, err)
+			return fmt.Errorf("set mtu %d on %s: %w", s.MTU, s.Name, err)
 		}
 	}
 	if link.Attrs().Flags&net.FlagUp == 0 {
 		if err := h.LinkSetUp(link); err != nil {
-			return created, fmt.Errorf("set %s up: %w", s.Name, err)
+			return fmt.Errorf("set %s up: %w", s.Name, err)
 		}
 	}
-	return created, nil
+	return nil
 }
 
 func explainAddError(h netlinksafe.Handle, s Spec, parent netlink.Link, err error) error {
@@ -148,8 +164,9 @@ func explainAddError(h netlinksafe.Handle, s Spec, parent netlink.Link, err erro
 	return fmt.Errorf("ensure vlan %d on %s: %w", s.ID, s.Parent, err)
 }
 
-// Remove deletes the VLAN link; gone already, or replaced by a link that is
-// not a VLAN, is left alone.
+// Remove deletes the VLAN link tenantnet created; gone already, or a link of
+// that name without tenantnet's mark (someone else's, made after a kill
+// that came before tenantnet's was created), is left alone.
 func Remove(h netlinksafe.Handle, name string) error {
-	return netlinkx.DeleteIf(h, name, func(l netlink.Link) bool { _, ok := l.(*netlink.Vlan); return ok })
+	return netlinkx.DeleteIf(h, name, Ours)
 }

@@ -13,6 +13,7 @@ import (
 	"github.com/tenantnet/tenantnet/pkg/bridge"
 	"github.com/tenantnet/tenantnet/pkg/cnierr"
 	"github.com/tenantnet/tenantnet/pkg/containerif"
+	"github.com/tenantnet/tenantnet/pkg/fault"
 	"github.com/tenantnet/tenantnet/pkg/ipx"
 	"github.com/tenantnet/tenantnet/pkg/netconf"
 	"github.com/tenantnet/tenantnet/pkg/state"
@@ -83,6 +84,7 @@ func cmdAdd(args *skel.CmdArgs) (err error) {
 		return err
 	}
 	rollback.push(func() error { return hs.leave(c.Bridge, args.ContainerID, args.IfName) })
+	fault.Point("add/joined")
 
 	// Container link.
 	mtu := c.MTU
@@ -99,6 +101,7 @@ func cmdAdd(args *skel.CmdArgs) (err error) {
 		return err
 	}
 	rollback.push(func() error { return veth.Delete(hs.nl, hostName, c.Bridge) })
+	fault.Point("add/veth")
 
 	// Addresses.
 	r, err := ipamAdd(c, args, pending)
@@ -106,6 +109,7 @@ func cmdAdd(args *skel.CmdArgs) (err error) {
 		return err
 	}
 	rollback.push(func() error { return ipamDel(c.IPAMType, args) })
+	fault.Point("add/ipam")
 	res, err := current.NewResultFromResult(r)
 	if err != nil {
 		return fmt.Errorf("IPAM %s result: %w", c.IPAMType, err)
@@ -133,6 +137,7 @@ func cmdAdd(args *skel.CmdArgs) (err error) {
 			return err
 		}
 		rollback.push(func() error { return hs.bf.DelPort(*port) })
+		fault.Point("add/port")
 	}
 
 	contIdx := 2
@@ -149,12 +154,14 @@ func cmdAdd(args *skel.CmdArgs) (err error) {
 	if err != nil {
 		return fmt.Errorf("configure %s in %s: %w", args.IfName, args.Netns, err)
 	}
+	fault.Point("add/container")
 	if c.Gateway {
 		for _, ipc := range res.IPs {
 			if err := bridge.Neighbour(hs.nl, br, ipx.Addr(ipc.Address.IP), mac, c.PortSecurity); err != nil {
 				return err
 			}
 		}
+		fault.Point("add/neighbours")
 	}
 	res.Interfaces[contIdx].Mac = mac.String()
 	if c.Requests.Floating.IsValid() {

@@ -7,6 +7,7 @@ import (
 	"github.com/containernetworking/cni/pkg/skel"
 
 	"github.com/tenantnet/tenantnet/pkg/cnierr"
+	"github.com/tenantnet/tenantnet/pkg/fault"
 	"github.com/tenantnet/tenantnet/pkg/netconf"
 	"github.com/tenantnet/tenantnet/pkg/state"
 	"github.com/tenantnet/tenantnet/pkg/veth"
@@ -60,6 +61,7 @@ func (hs *host) detach(bridge, cid, ifName string, att *state.Attachment, releas
 			floatErr = hs.floatReleaseApart(bridge, cid, ifName, att.Floating)
 		}
 		portErr = hs.forgetPort(bridge, att.Port)
+		fault.Point("del/port-forgotten")
 	}
 	if release != nil && floatErr == nil {
 		releaseErr = release()
@@ -70,12 +72,14 @@ func (hs *host) detach(bridge, cid, ifName string, att *state.Attachment, releas
 	if err := errors.Join(portErr, releaseErr); err != nil {
 		return err
 	}
+	fault.Point("del/host-side")
 	if err := namesDel(hs.st.Root, bridge, cid, ifName); err != nil {
 		return err
 	}
 	if err := hs.st.RemoveAttachment(bridge, cid, ifName); err != nil {
 		return cnierr.IO("remove attachment record: %v", err)
 	}
+	fault.Point("del/detached")
 	return nil
 }
 

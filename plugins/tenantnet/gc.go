@@ -17,7 +17,9 @@ import (
 // cmdGC removes every attachment of this network that the runtime no longer
 // knows (CNI 1.1), passes GC on to IPAM and the name records (what no
 // attachment record explains), and tears the tenant down when nothing of it
-// remains: what a crashed runtime or a reboot leaves behind.
+// remains: what a crashed runtime or a reboot leaves behind. Then it sweeps
+// the host (Sweep): what a killed plugin made and no record explains goes,
+// whatever the network.
 func cmdGC(args *skel.CmdArgs) error {
 	m, err := netconf.ParseMinimal(args.StdinData)
 	if err != nil {
@@ -47,7 +49,11 @@ func cmdGC(args *skel.CmdArgs) error {
 			func() error { return ipamGC(m.IPAMType, args.StdinData) },
 		},
 	}.Run()
-	return err
+	sw, serr := Sweep(m.StateDir, false)
+	if sw != nil {
+		sw.report()
+	}
+	return errors.Join(err, serr)
 }
 
 // Collect removes the attachments of one network on this host that no

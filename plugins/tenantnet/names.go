@@ -11,6 +11,7 @@ import (
 	"github.com/vishvananda/netlink"
 
 	"github.com/tenantnet/tenantnet/pkg/cnierr"
+	"github.com/tenantnet/tenantnet/pkg/fault"
 	"github.com/tenantnet/tenantnet/pkg/ipx"
 	"github.com/tenantnet/tenantnet/pkg/names"
 	"github.com/tenantnet/tenantnet/pkg/namestore"
@@ -64,6 +65,7 @@ func namesAdd(c *netconf.Config, cid, ifName string, br netlink.Link, res *curre
 	if err := st.WriteRecord(c.Bridge, namestore.RecordID(cid, ifName), rec); err != nil {
 		return cnierr.IO("names: write the record of %s: %v", cid, err)
 	}
+	fault.Point("add/names")
 	res.DNS = names.ResultDNS(c.DNS, t.Gateways, c.Names.Domain)
 	if started, err := resolverd.Ensure(c.StateDir); err != nil {
 		warnf("names of network %s are not served on this host now (the next ADD or CHECK tries again): %v", c.Name, err)
@@ -81,6 +83,7 @@ func namesDel(stateDir, bridge, cid, ifName string) error {
 		return cnierr.IO("names: remove the record of %s: %v", cid, err)
 	}
 	if had {
+		fault.Point("del/names")
 		namesSync(stateDir)
 	}
 	return nil

@@ -251,7 +251,8 @@ func (hs *host) forgetPort(bridgeName string, p *bridgefilter.Port) error {
 	if p == nil {
 		return nil
 	}
-	return errors.Join(hs.bf.DelPort(*p), bridge.Forget(hs.nl, bridgeName, p.Addrs))
+	mac, _ := net.ParseMAC(p.MAC)
+	return errors.Join(hs.bf.DelPort(*p), bridge.Forget(hs.nl, bridgeName, p.Addrs, mac))
 }
 
 // checkPort is CHECK's part for the bridge layer: the tenant's elements

@@ -15,6 +15,7 @@ import (
 	"github.com/tenantnet/tenantnet/pkg/bridge"
 	"github.com/tenantnet/tenantnet/pkg/bridgefilter"
 	"github.com/tenantnet/tenantnet/pkg/cnierr"
+	"github.com/tenantnet/tenantnet/pkg/fault"
 	"github.com/tenantnet/tenantnet/pkg/firewall"
 	"github.com/tenantnet/tenantnet/pkg/hostnet"
 	"github.com/tenantnet/tenantnet/pkg/netconf"
@@ -171,7 +172,7 @@ func (hs *host) intact(want *state.Tenant) (netlink.Link, error) {
 	if errors.Is(err, state.ErrCorrupt) {
 		return nil, nil // the slow path decides (records)
 	}
-	if err != nil || rec == nil || !same(rec, want) {
+	if err != nil || rec == nil || rec.Pending || !same(rec, want) {
 		return nil, err
 	}
 	br, err := bridge.CheckUp(hs.nl, want.Spec.Bridge, want.Spec.Group())
@@ -199,11 +200,7 @@ func (hs *host) intact(want *state.Tenant) (netlink.Link, error) {
 // host, one backend, or isolation between tenants of two backends would be
 // nobody's job. previous is the backend the host used until now when the
 // host's only tenant moves to another one: its rules must go.
-func (hs *host) backendFor(c *netconf.Config, others []*state.Tenant) (backend, previous string, err error) {
-	h, err := hs.st.ReadHost()
-	if err != nil {
-		return "", "", err
-	}
+func (hs *host) backendFor(c *netconf.Config, h state.Host, others []*state.Tenant) (backend, previous string, err error) {
 	switch {
 	case h.Backend == "":
 		return firewall.Resolve(c.Backend), "", nil
@@ -216,7 +213,12 @@ func (hs *host) backendFor(c *netconf.Config, others []*state.Tenant) (backend, 
 }
 
 // ensure creates, repairs or reconfigures the tenant, under the host lock and
-// the tenant's exclusive lock.
+// the tenant's exclusive lock. What it changes is recorded before it is
+// changed (build, and the host record before the rules), and the tenant
+// record stays Pending until the tenant is complete: whenever the plugin is
+// killed, the next call finds a record that covers everything done so far,
+// and finishes the tenant (ADD, through this same path) or takes it down
+// (DEL, GC).
 func (hs *host) ensure(c *netconf.Config, want *state.Tenant) error {
 	all, err := hs.records()
 	if err != nil {
@@ -265,7 +267,11 @@ func (hs *host) ensure(c *netconf.Config, want *state.Tenant) error {
 			return err
 		}
 	}
-	backend, previous, err := hs.backendFor(c, others)
+	h, err := hs.st.ReadHost()
+	if err != nil {
+		return err
+	}
+	backend, previous, err := hs.backendFor(c, h, others)
 	if err != nil {
 		return err
 	}
@@ -278,15 +284,33 @@ func (hs *host) ensure(c *netconf.Config, want *state.Tenant) error {
 	if rec != nil {
 		next.Undo = rec.Undo
 	}
-	if err := hs.build(c, &next, rec != nil); err != nil {
-		if rec == nil {
-			// A tenant this call began: take back whatever part of it exists.
-			if terr := hs.unbuild(&next); terr != nil {
+	// undo takes back a tenant this call began (build recorded it, Pending):
+	// whatever part of it exists, and its rules (the others' as they were).
+	// A tenant refused before that left nothing to take back.
+	undo := func(err error) error {
+		if rec == nil && next.Pending {
+			if terr := hs.teardown(&next, others); terr != nil {
 				err = errors.Join(err, fmt.Errorf("undo: %w", terr))
 			}
 		}
 		return err
 	}
+	if err := hs.build(c, &next, rec != nil); err != nil {
+		return undo(err)
+	}
+	// The host record names the backend before its rules exist, and keeps
+	// naming a previous one until its rules are gone (also one a killed
+	// call left to remove).
+	nh := state.Host{Backend: backend, Previous: previous}
+	if previous == "" && h.Previous != backend {
+		nh.Previous = h.Previous
+	}
+	if nh != h {
+		if err := hs.st.WriteHost(nh); err != nil {
+			return undo(cnierr.IO("write host record: %v", err))
+		}
+	}
+	fault.Point("setup/host-record")
 	specs := []tenant.Spec{next.Spec}
 	for _, t := range others {
 		specs = append(specs, t.Spec)
@@ -295,14 +319,15 @@ func (hs *host) ensure(c *netconf.Config, want *state.Tenant) error {
 		return err
 	}
 	if err := fw.Apply(specs); err != nil {
+		err = fmt.Errorf("apply %s rules for tenant %s: %w", fw.Name(), c.Bridge, err)
+		if rec == nil {
+			return undo(err)
+		}
 		// A backend may have applied part of the rules (iptables: IPv4,
 		// then IPv6 failed): the tenants' rules go back to what they were.
-		var was []tenant.Spec
-		if previous == "" {
-			was = specs[1:]
-			if rec != nil {
-				was = append(was, rec.Spec)
-			}
+		was := append(specs[1:], rec.Spec)
+		if previous != "" {
+			was = nil
 		}
 		if rerr := hs.withFloats(was); rerr != nil {
 			err = errors.Join(err, rerr)
@@ -310,40 +335,37 @@ func (hs *host) ensure(c *netconf.Config, want *state.Tenant) error {
 		if rerr := fw.Apply(was); rerr != nil {
 			err = errors.Join(err, fmt.Errorf("restore the previous rules: %w", rerr))
 		}
-		if rec == nil {
-			if terr := hs.unbuild(&next); terr != nil {
-				err = errors.Join(err, fmt.Errorf("undo: %w", terr))
-			}
-		}
-		return fmt.Errorf("apply %s rules for tenant %s: %w", fw.Name(), c.Bridge, err)
-	}
-	if err := hs.syncFilter(&next, rec, others); err != nil {
-		if rec == nil {
-			if terr := errors.Join(fw.Apply(specs[1:]), hs.unbuild(&next)); terr != nil {
-				err = errors.Join(err, fmt.Errorf("undo: %w", terr))
-			}
-		}
 		return err
 	}
-	if previous != "" {
-		old, err := hs.fwFor(previous)
+	fault.Point("setup/rules")
+	if err := hs.syncFilter(&next, rec, others); err != nil {
+		return undo(err)
+	}
+	fault.Point("setup/filter")
+	if nh.Previous != "" {
+		old, err := hs.fwFor(nh.Previous)
 		if err == nil {
 			err = old.Apply(nil)
 		}
 		if err != nil {
-			return fmt.Errorf("remove the rules of the previous firewall backend %s: %w", previous, err)
+			return fmt.Errorf("remove the rules of the previous firewall backend %s: %w", nh.Previous, err)
+		}
+		if err := hs.st.WriteHost(state.Host{Backend: backend}); err != nil {
+			return cnierr.IO("write host record: %v", err)
 		}
 	}
-	if err := hs.st.WriteHost(state.Host{Backend: backend}); err != nil {
-		return cnierr.IO("write host record: %v", err)
-	}
+	next.Pending = false
 	if err := hs.st.WriteTenant(&next); err != nil {
 		return cnierr.IO("write tenant record: %v", err)
 	}
+	fault.Point("setup/done")
 	// Runtimes keep a plugin's stderr in their logs: say once per tenant
 	// what was built and with which firewall.
 	verb := "set up"
-	if rec != nil {
+	switch {
+	case rec != nil && rec.Pending:
+		verb = "set up again (a call killed half-way had left it incomplete)"
+	case rec != nil:
 		verb = "updated"
 	}
 	fmt.Fprintf(os.Stderr, "tenantnet: tenant %s (network %s, %s mode) %s; firewall: %s\n", c.Bridge, c.Name, c.Mode(), verb, fw.Name())
@@ -373,97 +395,133 @@ func checkOverlap(want *state.Tenant, others []*state.Tenant) error {
 }
 
 // build makes the tenant's links (nova's ensure_vlan, ensure_bridge,
-// initialize_gateway_device), recording in t.Undo what it changed. known:
-// the state dir records the tenant already.
+// initialize_gateway_device). First it finds, changing nothing, every
+// conflict and what it is about to change, and records that in t.Undo
+// (written, synced, with t Pending) before the first change: a VLAN link or
+// bridge it will create (created with tenantnet's netdev group in the very
+// message, so removal can tell them from one someone else makes under that
+// name), an adopted bridge's group and alias, the gateway addresses it will
+// add to it, and in flat mode the trunk's addresses and routes it will move.
+// Then it makes the changes, each of which finds what an interrupted build
+// did already. known: the state dir records the tenant already. t is
+// Pending once recorded.
 func (hs *host) build(c *netconf.Config, t *state.Tenant, known bool) error {
-	// Preflight: every conflict is found before anything changes.
+	alias := tenant.Alias(c.StateDir)
+	u := &t.Undo
 	vs := vlan.Spec{Name: c.VLANInterface, Parent: c.Trunk, ID: c.VLAN, MTU: c.MTU, MAC: c.VLANMAC}
+	var vl netlink.Link
 	if c.Mode() == "vlan" {
-		if _, err := vlan.Preflight(hs.nl, vs); err != nil {
+		l, err := vlan.Preflight(hs.nl, vs)
+		if err != nil {
 			return err
 		}
+		vl = l
 	}
-	bs := bridge.Spec{Name: c.Bridge, MTU: c.MTU, Group: t.Spec.Group(), Alias: tenant.Alias(c.StateDir), Known: known, Adopt: c.AdoptBridge, NoIPv6: noIPv6(c)}
-	if _, err := bridge.Preflight(hs.nl, bs); err != nil {
+	bs := bridge.Spec{Name: c.Bridge, MTU: c.MTU, Group: t.Spec.Group(), Alias: alias, Known: known, Adopt: c.AdoptBridge, NoIPv6: noIPv6(c)}
+	br, err := bridge.Preflight(hs.nl, bs)
+	if err != nil {
 		return err
 	}
-	var up string
-	switch c.Mode() {
-	case "flat":
-		trunk, err := hs.nl.LinkByName(c.Trunk)
-		if err != nil {
+	var trunk netlink.Link
+	if c.Mode() == "flat" {
+		if trunk, err = hs.nl.LinkByName(c.Trunk); err != nil {
 			return cnierr.Config("trunk", "link %q does not exist on this host: %v", c.Trunk, err)
 		}
 		if c.MTU > trunk.Attrs().MTU {
 			return cnierr.Config("mtu", "%d is larger than the MTU %d of trunk %s", c.MTU, trunk.Attrs().MTU, c.Trunk)
 		}
-		bs.MAC = trunk.Attrs().HardwareAddr // the host keeps its identity on the wire
-		up = c.Trunk
-	case "vlan":
-		created, err := vlan.Ensure(hs.nl, vs)
-		t.Undo.CreatedVLAN = t.Undo.CreatedVLAN || created
+	}
+
+	// Intents. A link with tenantnet's mark that no record claims is one a
+	// killed call created (Ours): it is this tenant's to remove too.
+	if c.Mode() == "vlan" && (vl == nil || vlan.Ours(vl)) {
+		u.CreatedVLAN = true
+	}
+	switch {
+	case br == nil, !known && bridge.Ours(br, alias):
+		u.CreatedBridge = true
+	case !u.CreatedBridge:
+		if g := br.Attrs().Group; g != bs.Group && u.PrevGroup == nil {
+			u.PrevGroup = &g
+		}
+		if a := br.Attrs().Alias; a != alias && u.PrevAlias == nil {
+			u.PrevAlias = &a
+		}
+		missing, err := bridge.Missing(hs.nl, br, t.Links.GatewayAddrs)
 		if err != nil {
 			return err
 		}
-		vl, err := hs.nl.LinkByName(c.VLANInterface)
-		if err != nil {
+		for _, a := range missing {
+			if !slices.Contains(u.AddedAddrs, a) {
+				u.AddedAddrs = append(u.AddedAddrs, a)
+			}
+		}
+	}
+	up := c.Uplink()
+	if up != "" && !u.EnslavedUplink {
+		port := trunk
+		if c.Mode() == "vlan" {
+			port = vl
+		}
+		if port == nil || br == nil || port.Attrs().MasterIndex != br.Attrs().Index {
+			u.EnslavedUplink = true
+			if c.Mode() == "flat" {
+				if u.Moved, err = uplink.Plan(hs.nl, trunk); err != nil {
+					return fmt.Errorf("read what moves from %s to bridge %s: %w", c.Trunk, c.Bridge, err)
+				}
+			}
+		}
+	}
+	t.Pending = true
+	if err := hs.st.WriteTenant(t); err != nil {
+		t.Pending = false // nothing was recorded, nothing changed
+		return cnierr.IO("write tenant record: %v", err)
+	}
+	fault.Point("setup/recorded")
+
+	switch c.Mode() {
+	case "flat":
+		bs.MAC = trunk.Attrs().HardwareAddr // the host keeps its identity on the wire
+	case "vlan":
+		if err := vlan.Ensure(hs.nl, vs, alias); err != nil {
+			return err
+		}
+		if vl, err = hs.nl.LinkByName(c.VLANInterface); err != nil {
 			return fmt.Errorf("look up %s: %w", c.VLANInterface, err)
 		}
 		bs.MAC = vl.Attrs().HardwareAddr
-		up = c.VLANInterface
 	default:
 		bs.MAC = bridge.LocalMAC(c.Bridge)
 	}
-
-	br, created, prev, err := bridge.Ensure(hs.nl, bs)
-	t.Undo.CreatedBridge = t.Undo.CreatedBridge || created
-	if br != nil {
-		t.Links.BridgeMAC = br.Attrs().HardwareAddr.String()
-	}
-	if !t.Undo.CreatedBridge {
-		if prev.Group != nil && t.Undo.PrevGroup == nil {
-			t.Undo.PrevGroup = prev.Group
-		}
-		if prev.Alias != nil && t.Undo.PrevAlias == nil {
-			t.Undo.PrevAlias = prev.Alias
-		}
+	bs.Own = u.CreatedBridge
+	brl, _, err := bridge.Ensure(hs.nl, bs)
+	if brl != nil {
+		t.Links.BridgeMAC = brl.Attrs().HardwareAddr.String()
 	}
 	if err != nil {
 		return err
 	}
+	fault.Point("setup/bridge")
 	if up != "" {
 		field := "trunk"
 		if c.Mode() == "vlan" {
 			field = "vlanInterface"
 		}
-		changed, err := bridge.Enslave(hs.nl, up, br, field)
+		enslave := func() error { _, err := bridge.Enslave(hs.nl, up, brl, field); return err }
+		if c.Mode() == "flat" && u.EnslavedUplink {
+			err = uplink.Move(hs.nl, trunk, brl, u.Moved, enslave)
+		} else {
+			err = enslave()
+		}
 		if err != nil {
-			return err
+			return fmt.Errorf("connect %s to bridge %s: %w", up, c.Bridge, err)
 		}
-		if changed {
-			t.Undo.EnslavedUplink = true
-			if c.Mode() == "flat" {
-				trunk, err := hs.nl.LinkByName(c.Trunk)
-				if err != nil {
-					return fmt.Errorf("look up %s: %w", c.Trunk, err)
-				}
-				moved, err := uplink.Move(hs.nl, trunk, br)
-				t.Undo.Moved = moved
-				if err != nil {
-					return fmt.Errorf("move addresses of %s to bridge %s: %w", c.Trunk, c.Bridge, err)
-				}
-			}
-		}
+		fault.Point("setup/uplink")
 	}
-	added, err := bridge.AddAddrs(hs.nl, br, t.Links.GatewayAddrs, up != "")
-	for _, a := range added {
-		if !slices.Contains(t.Undo.AddedAddrs, a) {
-			t.Undo.AddedAddrs = append(t.Undo.AddedAddrs, a)
-		}
-	}
-	if err != nil {
+	if err := bridge.AddAddrs(hs.nl, brl, t.Links.GatewayAddrs, up != ""); err != nil {
 		return err
 	}
+	fault.Point("setup/gateways")
 	if c.Gateway {
 		return enableForwarding(t.Spec.Subnets)
 	}
@@ -488,16 +546,19 @@ func enableForwarding(subnets []netip.Prefix) error {
 	return nil
 }
 
-// unbuild undoes what t.Undo records, in reverse order of build.
+// unbuild undoes what t.Undo records, in reverse order of build. Each step
+// finds what is gone already (a change recorded but never made, or undone
+// by an earlier, interrupted teardown) and leaves it.
 func (hs *host) unbuild(t *state.Tenant) error {
 	var errs []error
 	u := t.Undo
 	if !u.CreatedBridge {
 		errs = append(errs, bridge.DelAddrs(hs.nl, t.Spec.Bridge, u.AddedAddrs))
 		errs = append(errs, bridge.GiveBack(hs.nl, t.Spec.Bridge, bridge.Previous{Group: u.PrevGroup, Alias: u.PrevAlias}))
+		fault.Point("teardown/given-back")
 	}
 	if u.EnslavedUplink {
-		errs = append(errs, bridge.Release(hs.nl, t.Links.Uplink()))
+		release := func() error { return bridge.Release(hs.nl, t.Links.Uplink(), t.Spec.Bridge) }
 		if t.Links.Mode == "flat" {
 			// The trunk gets back what it had, also when the bridge is gone;
 			// a trunk that is gone took its addresses with it.
@@ -507,20 +568,28 @@ func (hs *host) unbuild(t *state.Tenant) error {
 			case err1 != nil || err2 != nil:
 				errs = append(errs, fmt.Errorf("give addresses back to %s: %w", t.Links.Trunk, errors.Join(err1, err2)))
 			case trunk != nil:
-				errs = append(errs, uplink.Restore(hs.nl, br, trunk, u.Moved)) // br nil: gone
+				errs = append(errs, uplink.Restore(hs.nl, br, trunk, u.Moved, release)) // br nil: gone
 			}
+		} else {
+			errs = append(errs, release())
 		}
+		fault.Point("teardown/uplink")
 	}
 	if u.CreatedBridge {
 		errs = append(errs, bridge.Remove(hs.nl, t.Spec.Bridge))
+		fault.Point("teardown/bridge")
 	}
 	if u.CreatedVLAN {
 		errs = append(errs, vlan.Remove(hs.nl, t.Links.VLANInterface))
+		fault.Point("teardown/vlan")
 	}
 	return errors.Join(errs...)
 }
 
-// teardown removes a tenant from the host: its rules, then its links.
+// teardown removes a tenant from the host: its rules, then its links, then
+// its record, which is marked Pending first (a kill part-way leaves a
+// record the next ADD must not trust, and DEL or GC completes from). Rules
+// that cannot be removed keep the record, not the links.
 func (hs *host) teardown(rec *state.Tenant, others []*state.Tenant) error {
 	h, err := hs.st.ReadHost()
 	if err != nil {
@@ -530,30 +599,77 @@ func (hs *host) teardown(rec *state.Tenant, others []*state.Tenant) error {
 	if err != nil {
 		return err
 	}
+	if !rec.Pending {
+		p := *rec
+		p.Pending = true
+		if err := hs.st.WriteTenant(&p); err != nil {
+			return cnierr.IO("write tenant record: %v", err)
+		}
+	}
+	fault.Point("teardown/pending")
 	specs := make([]tenant.Spec, 0, len(others))
 	for _, t := range others {
 		specs = append(specs, t.Spec)
 	}
-	if err := hs.withFloats(specs); err != nil {
-		return err
+	ruleErr := hs.withFloats(specs)
+	if ruleErr == nil {
+		ruleErr = fw.Apply(specs)
 	}
-	if err := fw.Apply(specs); err != nil {
-		return fmt.Errorf("remove %s rules of tenant %s: %w", fw.Name(), rec.Spec.Bridge, err)
+	if ruleErr != nil {
+		ruleErr = fmt.Errorf("remove %s rules of tenant %s: %w", fw.Name(), rec.Spec.Bridge, ruleErr)
 	}
+	fault.Point("teardown/rules")
 	if err := hs.unfilter(rec, others); err != nil {
-		return err
+		return errors.Join(ruleErr, err)
 	}
+	fault.Point("teardown/filter")
 	if err := hs.unbuild(rec); err != nil {
-		return fmt.Errorf("tear down tenant %s: %w", rec.Spec.Bridge, err)
+		return errors.Join(ruleErr, fmt.Errorf("tear down tenant %s: %w", rec.Spec.Bridge, err))
 	}
+	if ruleErr != nil {
+		// The links are gone, the record stays (Pending) until the rules
+		// are: the next DEL or GC, or any tenant change, removes them.
+		return ruleErr
+	}
+	namesGone(hs.st.Root, rec.Spec.Bridge)
+	fault.Point("teardown/names")
 	if err := hs.st.RemoveTenant(rec.Spec.Bridge); err != nil {
 		return cnierr.IO("remove tenant record: %v", err)
 	}
-	namesGone(hs.st.Root, rec.Spec.Bridge)
+	fault.Point("teardown/record-removed")
 	fmt.Fprintf(os.Stderr, "tenantnet: tenant %s (network %s) removed from this host; firewall: %s\n", rec.Spec.Bridge, rec.Network, fw.Name())
 	if len(others) == 0 {
-		return hs.st.RemoveHost()
+		return hs.clearHost(firewall.Resolve(h.Backend))
 	}
+	return nil
+}
+
+// clearHost removes the host record when no tenant is left, with whatever
+// rules its backends may still hold (a teardown killed after its rules went
+// has nothing left to remove; one killed before removing a previous
+// backend's rules has), and what a writer of it killed half-way left.
+// cleared is a backend whose rules are gone already.
+func (hs *host) clearHost(cleared string) error {
+	h, err := hs.st.ReadHost()
+	if err != nil {
+		return err
+	}
+	for _, b := range []string{h.Backend, h.Previous} {
+		if b == "" || b == cleared {
+			continue
+		}
+		fw, err := hs.fwFor(b)
+		if err == nil {
+			err = fw.Apply(nil)
+		}
+		if err != nil {
+			return fmt.Errorf("remove the rules of firewall backend %s: %w", b, err)
+		}
+	}
+	if err := hs.st.RemoveHost(); err != nil {
+		return cnierr.IO("remove host record: %v", err)
+	}
+	fault.Point("teardown/host-record-removed")
 	return nil
 }
 
@@ -592,8 +708,13 @@ func (hs *host) maybeTeardown(bridgeName string) error {
 		return nil
 	}
 	rec, others := split(all, bridgeName)
-	if rec != nil {
+	switch {
+	case rec != nil:
 		if err := hs.teardown(rec, others); err != nil {
+			return err
+		}
+	case len(others) == 0:
+		if err := hs.clearHost(""); err != nil {
 			return err
 		}
 	}

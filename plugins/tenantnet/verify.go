@@ -24,6 +24,7 @@ import (
 // operator's fix depends on the part (tenantctl check says it).
 const (
 	PartConfig    = "config"    // the tenant was set up from another config
+	PartSetup     = "setup"     // a set-up or teardown a killed plugin left half done
 	PartVLAN      = "vlan"      // the VLAN link
 	PartBridge    = "bridge"    // the bridge: there, up, in its netdev group
 	PartUplink    = "uplink"    // the VLAN link or trunk as the bridge's port
@@ -113,14 +114,17 @@ func (k *Checker) Tenant(rec *state.Tenant) []Drift {
 			ds = append(ds, Drift{part, err})
 		}
 	}
+	if rec.Pending {
+		add(PartSetup, fmt.Errorf("tenant %s (network %s) was left half set up or half torn down by a plugin that was killed; the next ADD of the network finishes it, its last DEL or GC removes it", rec.Spec.Bridge, rec.Network))
+	}
 	l := rec.Links
 	if l.Mode == "vlan" {
 		mac, _ := net.ParseMAC(l.VLANMAC) // written from a validated MAC, or ""
-		exists, err := vlan.Preflight(k.hs.nl, vlan.Spec{Name: l.VLANInterface, Parent: l.Trunk, ID: l.VLAN, MTU: l.MTU, MAC: mac})
+		link, err := vlan.Preflight(k.hs.nl, vlan.Spec{Name: l.VLANInterface, Parent: l.Trunk, ID: l.VLAN, MTU: l.MTU, MAC: mac})
 		switch {
 		case err != nil:
 			add(PartVLAN, fmt.Errorf("VLAN link %s: %w", l.VLANInterface, err))
-		case !exists:
+		case link == nil:
 			add(PartVLAN, fmt.Errorf("VLAN link %s (vlan %d on %s) is missing", l.VLANInterface, l.VLAN, l.Trunk))
 		}
 	}

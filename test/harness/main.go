@@ -20,6 +20,9 @@ func Main(m *testing.M, binDir *string) {
 	*binDir = dir
 	code := m.Run()
 	cleanup()
+	for _, f := range atExit {
+		f()
+	}
 	os.Exit(code)
 }
 

@@ -29,22 +29,31 @@ func BuildBinaries() (string, func(), error) {
 		}
 		return d, func() {}, nil
 	}
-	root, err := repoRoot()
+	dir, err := build()
 	if err != nil {
 		return "", nil, err
+	}
+	return dir, func() { os.RemoveAll(dir) }, nil
+}
+
+// build runs `go build flags ./cmd/...` into a new temporary directory.
+func build(flags ...string) (string, error) {
+	root, err := repoRoot()
+	if err != nil {
+		return "", err
 	}
 	dir, err := os.MkdirTemp("", "tnt-bin-")
 	if err != nil {
-		return "", nil, err
+		return "", err
 	}
-	cmd := exec.Command("go", "build", "-o", dir+"/", "./cmd/...")
+	cmd := exec.Command("go", append(append([]string{"build"}, flags...), "-o", dir+"/", "./cmd/...")...)
 	cmd.Dir = root
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 	if out, err := cmd.CombinedOutput(); err != nil {
 		os.RemoveAll(dir)
-		return "", nil, fmt.Errorf("go build ./cmd/...: %v\n%s", err, out)
+		return "", fmt.Errorf("go build %s ./cmd/...: %v\n%s", strings.Join(flags, " "), err, out)
 	}
-	return dir, func() { os.RemoveAll(dir) }, nil
+	return dir, nil
 }
 
 func repoRoot() (string, error) {

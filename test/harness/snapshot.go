@@ -1,9 +1,13 @@
 package harness
 
 import (
+	"errors"
 	"fmt"
+	"io/fs"
 	"net"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"regexp"
 	"slices"
 	"sort"
@@ -17,8 +21,10 @@ import (
 )
 
 // Snapshot renders what tenantnet may change in a namespace: links, their
-// addresses, routes in every table, and the iptables and nftables rulesets
-// (counters and handles removed). Two snapshots are equal when the host is
+// addresses, routes in every table, permanent neighbour entries (port
+// security pins a container's address to its MAC on the bridge), and the
+// iptables and nftables rulesets (counters and handles removed; nft's
+// listing holds table bridge tenantnet with its per-port elements). Two snapshots are equal when the host is
 // as it was.
 func (n *NS) Snapshot(t testing.TB) string {
 	t.Helper()
@@ -55,6 +61,11 @@ func (n *NS) Snapshot(t testing.TB) string {
 			lines = append(lines, fmt.Sprintf("route table=%d dst=%v gw=%v dev=%s proto=%d scope=%d metric=%d",
 				r.Table, r.Dst, r.Gw, byIndex[r.LinkIndex], r.Protocol, r.Scope, r.Priority))
 		}
+		neighs, err := permanentNeighbours(byIndex)
+		if err != nil {
+			return err
+		}
+		lines = append(lines, neighs...)
 		sort.Strings(lines)
 		b.WriteString(strings.Join(lines, "\n"))
 		b.WriteString("\n")
@@ -62,6 +73,30 @@ func (n *NS) Snapshot(t testing.TB) string {
 	})
 	b.WriteString(n.Ruleset(t))
 	return b.String()
+}
+
+// permanentNeighbours renders the ARP and NDP entries in state PERMANENT:
+// those a program set, never those the kernel learns from traffic.
+func permanentNeighbours(byIndex map[int]string) ([]string, error) {
+	var lines []string
+	for _, family := range []int{netlink.FAMILY_V4, netlink.FAMILY_V6} {
+		var ns []netlink.Neigh
+		var err error
+		for range 5 { // a dump interrupted by a concurrent change is retried
+			if ns, err = netlink.NeighList(0, family); !errors.Is(err, netlink.ErrDumpInterrupted) {
+				break
+			}
+		}
+		if err != nil {
+			return nil, fmt.Errorf("list neighbours: %w", err)
+		}
+		for _, ne := range ns {
+			if ne.State&netlink.NUD_PERMANENT != 0 {
+				lines = append(lines, fmt.Sprintf("neigh %s %s lladdr %s permanent", byIndex[ne.LinkIndex], ne.IP, ne.HardwareAddr))
+			}
+		}
+	}
+	return lines, nil
 }
 
 // Ruleset is the namespace's iptables, ip6tables and nftables rulesets, with
@@ -173,13 +208,29 @@ func (n *NS) settle(t testing.TB) {
 	}
 }
 
-// ipv6Settled reports whether no IPv6 address is tentative, and every
-// address of an up link has its local route: the kernel adds that route a
-// moment after DAD clears the tentative flag.
+// ipv6Settled reports whether no IPv6 address is tentative, every address
+// of an up link has its local route (the kernel adds that route a moment
+// after DAD clears the tentative flag), and every link with a carrier that
+// makes itself an IPv6 link-local has it: the kernel adds it when it
+// processes the carrier change (linkwatch, up to a second later under
+// load), so a container's host end gets it after its ADD returned.
 func ipv6Settled() bool {
 	addrs, err := netlinksafe.AddrList(nil, netlink.FAMILY_V6)
 	if err != nil {
 		return false
+	}
+	links, err := netlinksafe.LinkList()
+	if err != nil {
+		return false
+	}
+	for _, l := range links {
+		a := l.Attrs()
+		if a.Flags&net.FlagUp == 0 || a.Flags&net.FlagLoopback != 0 || a.RawFlags&unix.IFF_LOWER_UP == 0 || !makesLinkLocal(a.Name) {
+			continue
+		}
+		if !slices.ContainsFunc(addrs, func(x netlink.Addr) bool { return x.LinkIndex == a.Index && x.IP.IsLinkLocalUnicast() }) {
+			return false
+		}
 	}
 	routes, err := netlinksafe.RouteListFiltered(netlink.FAMILY_V6, &netlink.Route{Table: unix.RT_TABLE_LOCAL}, netlink.RT_FILTER_TABLE)
 	if err != nil {
@@ -200,11 +251,128 @@ func ipv6Settled() bool {
 	return true
 }
 
+// makesLinkLocal reports whether the kernel gives link name (in the calling
+// thread's namespace) an IPv6 link-local address: IPv6 on, and an address
+// generation mode other than none.
+func makesLinkLocal(name string) bool {
+	read := func(key string) string {
+		b, err := os.ReadFile("/proc/sys/net/ipv6/conf/" + name + "/" + key)
+		if err != nil {
+			return ""
+		}
+		return strings.TrimSpace(string(b))
+	}
+	return read("disable_ipv6") == "0" && read("addr_gen_mode") != "1" && read("addr_gen_mode") != ""
+}
+
 // Unchanged fails t unless the namespace is as the snapshot before shows it;
 // when says at what point ("after the last DEL").
 func (n *NS) Unchanged(t testing.TB, before, when string) {
 	t.Helper()
 	if after := n.Snapshot(t); after != before {
+		t.Fatalf("host differs %s:\n%s", when, Diff(before, after))
+	}
+}
+
+// Records renders what tenantnet keeps on disk for the host: every file and
+// directory under its state and IPAM data directories, files with their
+// content and symlinks (reservations) with their targets. Left out is what
+// persists by design: lock files (a lock file that is not named *.lock is
+// an IPAM network's "lock"), the resolver's log, and IPAM's boot id and
+// round-robin memory ("boot", "last-4", "last-6").
+func (h *Host) Records(t testing.TB) string {
+	t.Helper()
+	var lines []string
+	for _, root := range []struct{ name, dir string }{{"state", h.StateDir}, {"ipam", h.DataDir}} {
+		err := filepath.WalkDir(root.dir, func(p string, d fs.DirEntry, err error) error {
+			if errors.Is(err, fs.ErrNotExist) {
+				return nil
+			}
+			if err != nil || p == root.dir {
+				return err
+			}
+			rel, _ := filepath.Rel(root.dir, p)
+			base := d.Name()
+			switch {
+			case strings.HasSuffix(base, ".lock"), strings.HasPrefix(base, "resolver.log"),
+				root.name == "ipam" && (base == "lock" || base == "boot" || base == "last-4" || base == "last-6"):
+				return nil
+			case d.IsDir():
+				lines = append(lines, fmt.Sprintf("%s %s/", root.name, rel))
+			case d.Type()&fs.ModeSocket != 0:
+				lines = append(lines, fmt.Sprintf("%s %s (socket)", root.name, rel))
+			case d.Type()&fs.ModeSymlink != 0:
+				target, err := os.Readlink(p)
+				if err != nil {
+					return err
+				}
+				lines = append(lines, fmt.Sprintf("%s %s -> %s", root.name, rel, target))
+			default:
+				b, err := os.ReadFile(p)
+				if err != nil {
+					return err
+				}
+				lines = append(lines, fmt.Sprintf("%s %s %s", root.name, rel, strings.Join(strings.Fields(string(b)), " ")))
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatalf("read %s dir: %v", root.name, err)
+		}
+	}
+	sort.Strings(lines)
+	return strings.Join(lines, "\n") + "\n"
+}
+
+// Marks renders the netdev group and alias of every link that has one:
+// what tenantnet marks its links with, and gives an adopted bridge back.
+func (n *NS) Marks(t testing.TB) string {
+	t.Helper()
+	var lines []string
+	n.Do(t, func() error {
+		links, err := netlinksafe.LinkList()
+		for _, l := range links {
+			if a := l.Attrs(); a.Group != 0 || a.Alias != "" {
+				lines = append(lines, fmt.Sprintf("mark %s group=%#x alias=%q", a.Name, a.Group, a.Alias))
+			}
+		}
+		return err
+	})
+	sort.Strings(lines)
+	return strings.Join(lines, "\n") + "\n"
+}
+
+// all is what SnapshotAll compares.
+func (h *Host) all(t testing.TB) string { return h.Snapshot(t) + h.Marks(t) + h.Records(t) }
+
+// SnapshotAll is the host namespace's Snapshot and Marks and the host's
+// Records, once they are settled: the kernel adds a new link's IPv6
+// link-local address and routes a moment after the link comes up, so a
+// snapshot is taken again until two in a row agree.
+func (h *Host) SnapshotAll(t testing.TB) string {
+	t.Helper()
+	prev := h.all(t)
+	for deadline := time.Now().Add(3 * time.Second); time.Now().Before(deadline); {
+		time.Sleep(100 * time.Millisecond)
+		cur := h.all(t)
+		if cur == prev {
+			return cur
+		}
+		prev = cur
+	}
+	t.Fatalf("the host does not settle: its snapshots keep changing")
+	return ""
+}
+
+// UnchangedAll fails t unless the host, namespace and records, is as
+// SnapshotAll before shows it (once it settles: a first snapshot that
+// agrees is enough).
+func (h *Host) UnchangedAll(t testing.TB, before, when string) {
+	t.Helper()
+	if h.all(t) == before {
+		return
+	}
+	if after := h.SnapshotAll(t); after != before {
 		t.Fatalf("host differs %s:\n%s", when, Diff(before, after))
 	}
 }

@@ -12,6 +12,8 @@ import (
 
 	goipt "github.com/coreos/go-iptables/iptables"
 
+	"github.com/tenantnet/tenantnet/pkg/fault"
+
 	"github.com/tenantnet/tenantnet/pkg/tenant"
 )
 
@@ -93,6 +95,7 @@ func (b *Backend) Apply(ts []tenant.Spec) error {
 	if err := b.v4.apply(ts); err != nil {
 		return err
 	}
+	fault.Point("iptables/ipv4-applied")
 	if !ipv6() {
 		return nil
 	}
@@ -115,9 +118,11 @@ func (f *family) apply(ts []tenant.Spec) error {
 		if err := f.unhook(ipt, hooksOf(f.v6)); err != nil {
 			return err
 		}
+		fault.Point("iptables/unhooked")
 		if err := f.restore(teardown(f.v6, f.stale(ipt, nil))); err != nil {
 			return err
 		}
+		fault.Point("iptables/chains-removed")
 		return prune(f.v6, marks)
 	}
 	outs, err := outside(f.v6)
@@ -133,6 +138,7 @@ func (f *family) apply(ts []tenant.Spec) error {
 	if err := f.restore(tables); err != nil {
 		return err
 	}
+	fault.Point("iptables/chains-applied")
 	return f.hook(ipt, hooksOf(f.v6))
 }
 

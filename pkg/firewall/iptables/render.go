@@ -335,13 +335,14 @@ func filterChains() []string {
 }
 
 // teardown renders the removal of every tenantnet chain (the jumps into them
-// must be gone first).
+// must be gone first) but the markers, which prune removes after what they
+// name.
 func teardown(v6 bool, stale []string) []table {
 	nat := []string{chainPost}
 	if !v6 {
 		nat = append(nat, chainPre, chainOut, chainFloats, chainFloatSNAT)
 	}
-	return []table{{name: "filter", unused: slices.Concat(filterChains(), stale, madeChains("filter", v6))}, {name: "nat", unused: append(nat, madeChains("nat", v6)...)}}
+	return []table{{name: "filter", unused: slices.Concat(filterChains(), stale)}, {name: "nat", unused: nat}}
 }
 
 // restoreInput formats tables for iptables-restore --noflush. A declared

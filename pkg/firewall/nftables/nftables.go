@@ -8,6 +8,7 @@ import (
 
 	"github.com/google/nftables"
 
+	"github.com/tenantnet/tenantnet/pkg/fault"
 	"github.com/tenantnet/tenantnet/pkg/firewall/iptables"
 	"github.com/tenantnet/tenantnet/pkg/tenant"
 )
@@ -68,6 +69,7 @@ func (b *Backend) Apply(ts []tenant.Spec) error {
 	if err := c.Flush(); err != nil {
 		return fmt.Errorf("nftables transaction: %w", err)
 	}
+	fault.Point("nftables/table-applied")
 	return iptables.Allow(ts)
 }
 

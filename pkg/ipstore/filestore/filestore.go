@@ -32,6 +32,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 
@@ -242,6 +243,11 @@ func (s *Store) pick(o Owner, r *ipamconf.Range, requested []netip.Addr) (a neti
 
 // Release frees what o holds. Releasing an owner with nothing is not an error.
 func (s *Store) Release(_ context.Context, o Owner) error {
+	// An allocation killed between making its owner record and renaming it
+	// into place left the temporary link (replaceLink).
+	if err := fsx.Remove(s.ownerPath(o) + ".tmp"); err != nil {
+		return fmt.Errorf("remove owner record of %s: %w", o, err)
+	}
 	addrs, _, ok, err := s.record(o)
 	if err != nil || !ok {
 		return err
@@ -359,6 +365,17 @@ func (s *Store) GC(ctx context.Context, valid map[Owner]bool) error {
 	owners, err := s.Owners()
 	if err != nil {
 		return err
+	}
+	names, err := fsx.Names(filepath.Join(s.dir, "owners"))
+	if err != nil {
+		return err
+	}
+	for _, n := range names {
+		if key, ok := strings.CutSuffix(n, ".tmp"); ok {
+			if o, ok := ipstore.ParseOwnerKey(key); ok && !valid[o] && !slices.Contains(owners, o) {
+				owners = append(owners, o) // Release removes what a killed allocation left
+			}
+		}
 	}
 	for _, o := range owners {
 		if !valid[o] {

@@ -140,3 +140,33 @@ func benchStore(b *testing.B, existing int) {
 // already in a /16.
 func BenchmarkAllocateRelease10(b *testing.B)    { benchStore(b, 10) }
 func BenchmarkAllocateRelease10000(b *testing.B) { benchStore(b, 10000) }
+
+// An allocation killed between making its owner link and renaming it into
+// place leaves <owner>.tmp: the owner's release (its DEL) removes it, and
+// GC removes those of owners it does not keep.
+func TestKilledAllocationLeavesNoTemporaryLink(t *testing.T) {
+	dir := t.TempDir()
+	s := open(t, dir)
+	defer s.Close()
+	owners := filepath.Join(dir, "net", "owners")
+	left := func(o ipstore.Owner) string {
+		p := filepath.Join(owners, o.Key()+".tmp")
+		if err := os.Symlink("boot/10.1.1.9", p); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	p0 := left(storetest.Owner(0))
+	if err := s.Release(ctx, storetest.Owner(0)); err != nil {
+		t.Fatal(err)
+	}
+	p1, p2 := left(storetest.Owner(1)), left(storetest.Owner(2))
+	if err := s.GC(ctx, map[ipstore.Owner]bool{storetest.Owner(2): true}); err != nil {
+		t.Fatal(err)
+	}
+	for p, want := range map[string]bool{p0: false, p1: false, p2: true} {
+		if _, err := os.Lstat(p); (err == nil) != want {
+			t.Errorf("%s: there %v, want %v", filepath.Base(p), err == nil, want)
+		}
+	}
+}
