@@ -173,6 +173,7 @@ func cmdAdd(args *skel.CmdArgs) (err error) {
 		if err := hs.floatAdd(c, att, fixed); err != nil {
 			return err
 		}
+		fault.Point("add/float")
 	}
 	if c.DNS.Nameservers != nil || c.DNS.Domain != "" || c.DNS.Search != nil || c.DNS.Options != nil {
 		res.DNS = c.DNS

@@ -14,6 +14,7 @@ import (
 
 	"github.com/tenantnet/tenantnet/pkg/cnierr"
 	"github.com/tenantnet/tenantnet/pkg/conntrack"
+	"github.com/tenantnet/tenantnet/pkg/fault"
 	"github.com/tenantnet/tenantnet/pkg/firewall"
 	"github.com/tenantnet/tenantnet/pkg/floating"
 	"github.com/tenantnet/tenantnet/pkg/ipx"
@@ -92,6 +93,7 @@ func (hs *host) floatAdd(c *netconf.Config, att *state.Attachment, fixed netip.A
 	if err := store.Put(floating.Claim{Float: f, Network: c.Name, ContainerID: att.ContainerID, IfName: att.IfName}); err != nil {
 		return cnierr.IO("write floating IP record: %v", err)
 	}
+	fault.Point("add/float-recorded")
 	all, err := store.All()
 	if err != nil {
 		return cnierr.IO("read floating IP records: %v", err)
@@ -99,6 +101,7 @@ func (hs *host) floatAdd(c *netconf.Config, att *state.Attachment, fixed netip.A
 	if err := fw.AddFloat(f, all); err != nil {
 		return err
 	}
+	fault.Point("add/float-rules")
 	_, err = floating.Add(hs.nl, f.Interface, a)
 	return err
 }
@@ -190,6 +193,7 @@ func (hs *host) floatReleaseWith(h netlinksafe.Handle, bridge, cid, ifName strin
 	if err := floating.Remove(h, f.Interface, f.Addr); err != nil {
 		return err
 	}
+	fault.Point("del/float-address")
 	fw, err := hs.hostFirewall()
 	if err != nil {
 		return err
@@ -197,6 +201,7 @@ func (hs *host) floatReleaseWith(h netlinksafe.Handle, bridge, cid, ifName strin
 	if err := hs.floatUnbind(fw, store, *f); err != nil {
 		return err
 	}
+	fault.Point("del/float-rules")
 	if err := store.Remove(f.Addr); err != nil {
 		return cnierr.IO("remove floating IP record: %v", err)
 	}

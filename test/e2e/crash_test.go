@@ -15,7 +15,8 @@ import (
 
 // Crash safety (issue 10): the plugin killed at every named step of its
 // calls (harness.CrashNet.EveryStep), in each mode this kernel has (local,
-// flat; VLAN mode in test/vlan) and with names, once per firewall backend
+// flat; VLAN mode in test/vlan), with names, on an adopted bridge and with
+// floating IPs, once per firewall backend
 // (TENANTNET_TEST_BACKEND).
 
 // crashNet is a host running the fault build and one network in mode.
@@ -34,6 +35,33 @@ func crashNet(t *testing.T, mode string) *harness.CrashNet {
 			// killed one sets it too.
 			if v := strings.TrimSpace(cn.H.Sh(t, "sysctl", "-n", "net.ipv4.conf.tnt-blue.arp_ignore")); v != "1" {
 				t.Fatalf("arp_ignore on the bridge is %s, want 1", v)
+			}
+		}
+	case "floating":
+		// Every container with a floating IP of its own (from a pool larger
+		// than the containers one run makes): the addresses on eth0, the
+		// DNAT and SNAT elements or rules and the records go with the kill.
+		var out *harness.NS
+		cn.H, out = node(t)
+		out.Serve(t, outsideServer)
+		cn.Conf = tenantConf(cn.H, "blue", "tnt-blue", "10.1.1.0/24", `,"nat":{"outInterface":"eth0"},"floatingIPs":{"interface":"eth0","pool":["198.51.100.128/25"]}`)
+		pool := netip.MustParsePrefix("198.51.100.128/25")
+		next, floats := pool.Addr(), map[string]string{}
+		cn.Args = func(c *harness.Container) string {
+			if _, ok := floats[c.ID]; !ok {
+				next = next.Next()
+				if !pool.Contains(next) {
+					t.Fatal("the floating pool ran out: make it larger")
+				}
+				floats[c.ID] = next.String()
+			}
+			return "FLOATING_IP=" + floats[c.ID]
+		}
+		cn.Works = func(t *testing.T, c *harness.Container, _ *current.Result) {
+			t.Helper()
+			out.MustReach(t, floats[c.ID])
+			if src, err := c.Dial(outsideServer, 3*time.Second); err != nil || src != floats[c.ID] {
+				t.Fatalf("%s -> outside: source seen %q, err %v; want its floating IP %s", c.ID, src, err, floats[c.ID])
 			}
 		}
 	case "names":
@@ -113,7 +141,7 @@ func crashNet(t *testing.T, mode string) *harness.CrashNet {
 
 func TestCrashAtEveryStep(t *testing.T) {
 	t.Parallel()
-	for _, mode := range []string{"local", "flat", "names", "adopt"} {
+	for _, mode := range []string{"local", "flat", "names", "adopt", "floating"} {
 		t.Run(mode, func(t *testing.T) {
 			t.Parallel()
 			crashNet(t, mode).EveryStep(t)

@@ -28,13 +28,31 @@ type CrashNet struct {
 	// where every step costs too much (emulated, in the VM tier).
 	Only       func(step string) bool
 	DirectOnly bool
+	// Args, if set, is the CNI_ARGS of every call for a container (a
+	// floating IP of its own).
+	Args func(c *Container) string
 
 	n int
 }
 
 // Call is command for container c on the network.
 func (cn *CrashNet) Call(command string, c *Container) Call {
-	return Call{Command: command, Conf: cn.Conf, Container: c}
+	call := Call{Command: command, Conf: cn.Conf, Container: c}
+	if cn.Args != nil {
+		call.Args = cn.Args(c)
+	}
+	return call
+}
+
+// add is the runtime's ADD of c, which must succeed.
+func (cn *CrashNet) add(t *testing.T, c *Container) *current.Result {
+	t.Helper()
+	call := cn.Call("ADD", c)
+	res, err := cn.H.TryAdd(call.Conf, c, call.Args)
+	if err != nil {
+		t.Fatalf("ADD %s: %v", c.ID, err)
+	}
+	return res
 }
 
 // Fresh is a container not used yet.
@@ -75,7 +93,7 @@ func (cn *CrashNet) Another(t *testing.T, x *Container, empty, when string) {
 // complete, its bridge, route and rules in place), CHECK passes, and Works.
 func (cn *CrashNet) Check(t *testing.T, c *Container) {
 	t.Helper()
-	res := cn.H.Add(cn.Conf, c)
+	res := cn.add(t, c)
 	if steps := cn.H.Steps(cn.Call("ADD", c)); slices.ContainsFunc(steps, func(p string) bool { return strings.HasPrefix(p, "setup/") }) {
 		t.Fatalf("ADD of %s again set the tenant up again %v: the tenant was not complete", c.ID, steps)
 	}
@@ -117,7 +135,7 @@ func (cn *CrashNet) EveryStep(t *testing.T) {
 	// kernel's state must be as it was before it.
 	pristine := h.Snapshot(t) + h.Marks(t)
 	w := cn.Fresh(t)
-	h.Add(cn.Conf, w)
+	cn.add(t, w)
 	h.Del(cn.Conf, w)
 	empty := h.SnapshotAll(t)
 	if after := h.Snapshot(t) + h.Marks(t); after != pristine {
@@ -160,7 +178,7 @@ func (cn *CrashNet) EveryStep(t *testing.T) {
 		})
 	}
 
-	h.Add(cn.Conf, a)
+	cn.add(t, a)
 	one = h.SnapshotAll(t) // a has another address in this life
 	for _, p := range nextAdd {
 		t.Run("next-ADD/"+p, func(t *testing.T) {
@@ -173,7 +191,7 @@ func (cn *CrashNet) EveryStep(t *testing.T) {
 	for _, p := range nextDel {
 		t.Run("next-DEL/"+p, func(t *testing.T) {
 			x := cn.Fresh(t)
-			h.Add(cn.Conf, x)
+			cn.add(t, x)
 			cn.killAt(t, "DEL", x, p)
 			h.Del(cn.Conf, x)
 			h.UnchangedAll(t, one, "after a later container's DEL killed at "+p+" and DEL again")
@@ -184,11 +202,11 @@ func (cn *CrashNet) EveryStep(t *testing.T) {
 			cn.killAt(t, "DEL", a, p)
 			h.Del(cn.Conf, a)
 			cn.Empty(t, empty, "after the last DEL killed at "+p+" and DEL again")
-			h.Add(cn.Conf, a)
+			cn.add(t, a)
 			if !cn.DirectOnly {
 				cn.killAt(t, "DEL", a, p)
 				cn.Another(t, a, empty, "after the last DEL killed at "+p)
-				h.Add(cn.Conf, a)
+				cn.add(t, a)
 			}
 		})
 	}
