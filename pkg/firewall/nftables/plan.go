@@ -22,6 +22,10 @@ type plan struct {
 	gw, isoGW               []netip.Addr      // gateways of routed tenants; of isolated ones
 	ownGW                   []ownGW           // bridge . gateway: a tenant may reach its own
 	hostonly                []string          // bridges whose tenants reach only their own addresses on the host
+	// Bridges of routed tenants that are not host-only, and of those the
+	// isolated ones: only they need the gateway lists (the host-only rule
+	// refuses the others every address but their own bridge's).
+	gwFrom, isoGWFrom []string
 	nat                     []natRule
 
 	// nova's remaining features (nova.go).
@@ -70,6 +74,11 @@ func makePlan(ts []tenant.Spec) plan {
 		}
 		if t.HostOnly() {
 			p.hostonly = append(p.hostonly, t.Bridge)
+		} else {
+			p.gwFrom = append(p.gwFrom, t.Bridge)
+			if t.Isolated {
+				p.isoGWFrom = append(p.isoGWFrom, t.Bridge)
+			}
 		}
 		for _, gw := range t.Gateways {
 			p.gw = append(p.gw, gw)

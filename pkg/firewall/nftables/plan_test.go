@@ -184,4 +184,14 @@ func TestPlanHostOnly(t *testing.T) {
 	if n := with.count("input") - without.count("input"); n != 1 {
 		t.Fatalf("%d input rules for hostAccess, want 1", n)
 	}
+	// Only tenants that are not host-only are checked against the gateway
+	// lists: with host-only tenants alone, the host-only rule is all.
+	if !slices.Equal(p.gwFrom, []string{"all"}) || !slices.Equal(p.isoGWFrom, []string{"all"}) {
+		t.Fatalf("gateway lists for %v and %v, want only the tenant with hostAccess all", p.gwFrom, p.isoGWFrom)
+	}
+	other := spec("gw2", "10.0.4.0/24", true, false, nil)
+	other.HostAccess = "gateway"
+	if n := describe(makePlan([]tenant.Spec{gw, other})).count("input"); n != 1 {
+		t.Fatalf("%d input rules for two host-only tenants, want 1", n)
+	}
 }

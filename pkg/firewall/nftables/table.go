@@ -141,7 +141,10 @@ func describe(p plan) *desc {
 
 	// input: a tenant reaches its own gateway, but no other tenant's when
 	// either is isolated. iifname sits in register 1 and the address right
-	// after it, so one lookup reads the pair "bridge . address".
+	// after it, so one lookup reads the pair "bridge . address". Only for
+	// tenants that are not host-only (hostaccess.go refuses those more).
+	d.addSet(&nftables.Set{Name: "gwfrom", KeyType: nftables.TypeIFName, KeyByteOrder: host}, names(p.gwFrom))
+	d.addSet(&nftables.Set{Name: "isogwfrom", KeyType: nftables.TypeIFName, KeyByteOrder: host}, names(p.isoGWFrom))
 	for _, v4 := range []bool{true, false} {
 		f, addrType, keyLen := "4", nftables.TypeIPAddr, uint32(4)
 		if !v4 {
@@ -163,7 +166,8 @@ func describe(p plan) *desc {
 				own = append(own, nftables.SetElement{Key: slices.Concat(ifname(o.bridge), o.addr.AsSlice())})
 			}
 		}
-		if len(iso) == 0 && (len(p.isolated) == 0 || len(gw) == 0) {
+		toAny, toIso := len(p.isoGWFrom) > 0 && len(gw) > 0, len(p.gwFrom) > 0 && len(iso) > 0
+		if !toAny && !toIso {
 			continue
 		}
 		d.addSet(&nftables.Set{Name: "gw" + f, KeyType: addrType}, gw)
@@ -171,11 +175,11 @@ func describe(p plan) *desc {
 		d.addSet(&nftables.Set{Name: "owngw" + f, KeyType: nftables.MustConcatSetType(nftables.TypeIFName, addrType), Concatenation: true}, own)
 		daddr := []expr.Any{&expr.Payload{DestRegister: reg2, Base: expr.PayloadBaseNetworkHeader, Offset: daddrOff(v4), Len: keyLen}}
 		notOwn := []expr.Any{&expr.Lookup{SourceRegister: reg1, SetName: "owngw" + f, Invert: true}}
-		if len(p.isolated) > 0 && len(gw) > 0 {
-			d.rule("input", nil, nfproto(v4), in(iif, "isolated"), daddr, []expr.Any{&expr.Lookup{SourceRegister: reg2, SetName: "gw" + f}}, notOwn, vmap(iif))
+		if toAny {
+			d.rule("input", nil, nfproto(v4), in(iif, "isogwfrom"), daddr, []expr.Any{&expr.Lookup{SourceRegister: reg2, SetName: "gw" + f}}, notOwn, vmap(iif))
 		}
-		if len(iso) > 0 {
-			d.rule("input", nil, nfproto(v4), in(iif, "bridges"), daddr, []expr.Any{&expr.Lookup{SourceRegister: reg2, SetName: "isogw" + f}}, notOwn, vmap(iif))
+		if toIso {
+			d.rule("input", nil, nfproto(v4), in(iif, "gwfrom"), daddr, []expr.Any{&expr.Lookup{SourceRegister: reg2, SetName: "isogw" + f}}, notOwn, vmap(iif))
 		}
 	}
 
