@@ -21,10 +21,13 @@ import (
 
 // Configure applies res to ifName in netns and returns the interface's MAC.
 // Routes without a gateway go via the gateway of their family, as CNI says.
-// With announce, a gratuitous ARP tells every neighbour on the bridge the
+// With portReady, a gratuitous ARP tells every neighbour on the bridge the
 // address's new MAC: it is flooded to every port, so it costs O(containers)
 // and is worth it only where an address is reused at once (a static one).
-func Configure(netns ns.NetNS, ifName string, res *current.Result, announce bool) (mac net.HardwareAddr, err error) {
+// portReady returns once the bridge forwards from the veth's host end: the
+// bridge enables the port on the carrier event, which the kernel handles
+// asynchronously, and drops what arrives before.
+func Configure(netns ns.NetNS, ifName string, res *current.Result, portReady func()) (mac net.HardwareAddr, err error) {
 	err = netns.Do(func(ns.NetNS) error {
 		link, err := netlinksafe.LinkByName(ifName)
 		if err != nil {
@@ -69,8 +72,9 @@ func Configure(netns ns.NetNS, ifName string, res *current.Result, announce bool
 			}
 		}
 		mac = link.Attrs().HardwareAddr
-		for _, ipc := range res.IPs {
-			if announce {
+		if portReady != nil {
+			portReady()
+			for _, ipc := range res.IPs {
 				// Best effort: a lost announcement only delays neighbours' learning.
 				_ = garp.Send(link.Attrs().Index, mac, ipx.Addr(ipc.Address.IP))
 			}

@@ -8,7 +8,9 @@ import (
 	"github.com/containernetworking/cni/pkg/skel"
 	"github.com/containernetworking/cni/pkg/types"
 	current "github.com/containernetworking/cni/pkg/types/100"
+	"github.com/containernetworking/plugins/pkg/netlinksafe"
 	"github.com/containernetworking/plugins/pkg/ns"
+	"github.com/vishvananda/netlink"
 
 	"github.com/tenantnet/tenantnet/pkg/bridge"
 	"github.com/tenantnet/tenantnet/pkg/cnierr"
@@ -150,7 +152,11 @@ func cmdAdd(args *skel.CmdArgs) (err error) {
 		ipc.Interface = &contIdx
 	}
 	metadataRoute(c, res)
-	mac, err := containerif.Configure(cont, args.IfName, res, len(c.Requests.IPs) > 0)
+	var portReady func()
+	if len(c.Requests.IPs) > 0 {
+		portReady = func() { waitOperUp(hs.nl, hostName, 200*time.Millisecond) }
+	}
+	mac, err := containerif.Configure(cont, args.IfName, res, portReady)
 	if err != nil {
 		return fmt.Errorf("configure %s in %s: %w", args.IfName, args.Netns, err)
 	}
@@ -182,4 +188,15 @@ func cmdAdd(args *skel.CmdArgs) (err error) {
 		return err
 	}
 	return types.PrintResult(res, c.CNIVersion)
+}
+
+// waitOperUp waits, at most limit, until link name (in the handle's
+// namespace) is operationally up: the kernel sets that in the same carrier
+// event, under the same lock, in which the bridge enables the link's port.
+func waitOperUp(h netlinksafe.Handle, name string, limit time.Duration) {
+	for deadline := time.Now().Add(limit); time.Now().Before(deadline); time.Sleep(time.Millisecond) {
+		if l, err := h.LinkByName(name); err != nil || l.Attrs().OperState == netlink.OperUp {
+			return
+		}
+	}
 }

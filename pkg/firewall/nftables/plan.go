@@ -26,7 +26,7 @@ type plan struct {
 	// isolated ones: only they need the gateway lists (the host-only rule
 	// refuses the others every address but their own bridge's).
 	gwFrom, isoGWFrom []string
-	nat                     []natRule
+	nat               []natRule
 
 	// nova's remaining features (nova.go).
 	floating bool           // a tenant has floating IPs: their maps and rules exist
